@@ -1,0 +1,1 @@
+"""The gateway: the public HTTP API, orchestrating the three stage services over gRPC."""

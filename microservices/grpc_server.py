@@ -1,0 +1,89 @@
+"""What every stage service shares: server construction, health, reflection, graceful stop.
+
+Each service module stays small: it defines a servicer and calls `create_server` / `serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from microservices.generated.servinglab.v1 import pipeline_pb2
+from servinglab import config as lab_config
+
+log = logging.getLogger(__name__)
+
+
+def message_size_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    limit = int(settings["GRPC_MAX_MESSAGE_BYTES"])
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def create_server(
+    service_name: str,
+    register: Callable[[grpc.Server], None],
+    address: str,
+    settings: dict[str, Any] | None = None,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Build a started-ready (not yet started) server; returns the bound port, 0 means pick one."""
+    settings = settings or lab_config.load()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=int(settings["GRPC_THREADS"])),
+        options=[*message_size_options(settings), ("grpc.so_reuseport", 0)],
+    )
+    register(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    full_name = pipeline_pb2.DESCRIPTOR.services_by_name[service_name].full_name
+    reflection.enable_server_reflection(
+        (full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    for name in ("", full_name):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer
+
+
+def _write_port_file(path: str, port: int) -> None:
+    # Written atomically: the supervisor polls for the file and must never read half a number.
+    target = Path(path)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(f"{port}\n")
+    temporary.replace(target)
+
+
+def serve(stage: str, build: Callable[[str, dict[str, Any]], tuple[grpc.Server, int, health.HealthServicer]]) -> None:
+    """Run a stage until SIGTERM/SIGINT, then drain in-flight RPCs for GRPC_GRACE_S seconds."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {stage} %(levelname)s %(message)s")
+    settings = lab_config.load()
+    address = settings["GRPC_BIND"] or f"127.0.0.1:{lab_config.DEFAULT_GRPC_PORTS[stage]}"
+    server, port, health_servicer = build(address, settings)
+    server.start()
+    if settings["PORT_FILE"]:
+        _write_port_file(settings["PORT_FILE"], port)
+    log.info("serving %s on port %d (pid %d)", stage, port, os.getpid())
+
+    stopping = threading.Event()
+
+    def request_stop(signum, _frame):
+        log.info("received %s, draining", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    stopping.wait()
+    # Tell health checkers first so load balancers stop sending, then drain.
+    health_servicer.enter_graceful_shutdown()
+    server.stop(float(settings["GRPC_GRACE_S"])).wait()
+    log.info("stopped")

@@ -1,0 +1,1 @@
+"""Inference stage service: feature matrix -> class probabilities."""

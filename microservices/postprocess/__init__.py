@@ -1,0 +1,1 @@
+"""Postprocess stage service: probabilities -> labelled predictions."""

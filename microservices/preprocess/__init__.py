@@ -1,0 +1,1 @@
+"""Preprocess stage service: raw instances -> feature matrix."""

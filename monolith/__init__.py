@@ -1,0 +1,1 @@
+"""The monolith: one Flask app that runs all three pipeline stages in process."""

@@ -1,0 +1,38 @@
+"""gunicorn settings for the monolith and the gateway, read from the same `LAB_*` variables.
+
+    gunicorn -c python:servinglab.gunicorn_conf 'monolith.app:create_app()'
+
+The supervisor may bind a socket itself and pass `--bind fd://N`; a command-line `--bind`
+overrides the `bind` below.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import multiprocess
+
+from servinglab import config as lab_config
+
+_settings = lab_config.load()
+
+bind = [_settings["HTTP_BIND"]]
+workers = int(_settings["HTTP_WORKERS"])
+worker_class = _settings["HTTP_WORKER_CLASS"]
+threads = int(_settings["HTTP_THREADS"])
+timeout = int(_settings["HTTP_TIMEOUT_S"])
+# Longer than a request's gRPC budget, so a draining worker finishes what it has started.
+graceful_timeout = int(_settings["HTTP_GRACEFUL_TIMEOUT_S"])
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = "warning"
+# Each worker builds its own app (and, in the gateway, its own gRPC channels) after fork: gRPC
+# channels do not survive fork, and the model is small enough that sharing pages buys little.
+preload_app = False
+
+
+def child_exit(server, worker):
+    # Drop a dead worker's live gauges from the shared metrics files.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,172 @@
+"""The three serving stages, compiled from a trained scikit-learn pipeline.
+
+sklearn spends hundreds of microseconds per call checking its input, while the arithmetic for one
+penguin takes a few. Each stage here reads the fitted parameters once and replays the same
+floating-point operations in numpy, so answers match the reference (a test holds them to 1e-9)
+at a fraction of the cost. Stages know nothing about HTTP or gRPC: both architectures call these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from servinglab.artifact import Artifact, load_artifact
+from servinglab.estimators import MISSING_CATEGORY
+from servinglab.schema import CATEGORICAL_FIELDS, CLASSES, NUMERIC_NAMES
+from servinglab.validation import RawBatch
+
+DEFAULT_CONFIDENCE_THRESHOLD = 0.6
+
+
+class Preprocessor:
+    """Raw columns -> the feature matrix the fitted ColumnTransformer would produce."""
+
+    def __init__(self, column_transformer: Any):
+        numeric = column_transformer.named_transformers_["numeric"]
+        categorical = column_transformer.named_transformers_["categorical"]
+        self.medians = numeric.named_steps["impute"].statistics_.astype(float)
+        self.means = numeric.named_steps["scale"].mean_.astype(float)
+        self.scales = numeric.named_steps["scale"].scale_.astype(float)
+        encoder = categorical.named_steps["onehot"]
+        self.n_numeric = len(NUMERIC_NAMES)
+        # Column offset of every (field, category) one-hot slot, in the encoder's output order.
+        self.slots: list[tuple[str, dict[Any, int]]] = []
+        offset = self.n_numeric
+        for field, categories in zip(CATEGORICAL_FIELDS, encoder.categories_):
+            lookup = {category: offset + i for i, category in enumerate(categories)}
+            lookup[None] = lookup[MISSING_CATEGORY]
+            self.slots.append((field.name, lookup))
+            offset += len(categories)
+        self.n_features = offset
+
+    def __call__(self, batch: RawBatch) -> np.ndarray:
+        columns = batch.columns
+        numeric = np.array([columns[name] for name in NUMERIC_NAMES], dtype=float).T
+        missing = np.isnan(numeric)
+        if missing.any():
+            numeric = np.where(missing, self.medians, numeric)
+        # Same operations, same order as SimpleImputer then StandardScaler: bit-identical results.
+        numeric -= self.means
+        numeric /= self.scales
+        features = np.zeros((batch.size, self.n_features))
+        features[:, : self.n_numeric] = numeric
+        rows = np.arange(batch.size)
+        for name, lookup in self.slots:
+            try:
+                features[rows, [lookup[value] for value in columns[name]]] = 1.0
+            except KeyError as exc:
+                raise ValueError(f"unknown {name} category {exc.args[0]!r}") from None
+        return features
+
+
+class Classifier:
+    """Feature matrix -> class probabilities; a numpy fast path for the linear profile."""
+
+    def __init__(self, estimator: Any):
+        self.estimator = estimator
+        self.n_features = estimator.n_features_in_
+        if isinstance(estimator, LogisticRegression) and len(estimator.classes_) > 2:
+            self.coef_t = np.ascontiguousarray(estimator.coef_.T)
+            self.intercept = estimator.intercept_.copy()
+            self._predict = self._softmax_regression
+        elif isinstance(estimator, RandomForestClassifier):
+            # The forest's own predict_proba dispatches every tree through joblib, which costs
+            # ~100 us a tree on one row; summing the trees in the same order gives the same sum.
+            self.trees = list(estimator.estimators_)
+            self._predict = self._forest_average
+        else:
+            # Trees spend their time walking nodes, not validating input: the library call is
+            # already dominated by real work, so only its parameter checks are switched off.
+            self._predict = self._library_predict
+
+    def _softmax_regression(self, features: np.ndarray) -> np.ndarray:
+        scores = features @ self.coef_t
+        scores += self.intercept
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+    def _forest_average(self, features: np.ndarray) -> np.ndarray:
+        features = features.astype(np.float32)
+        total = self.trees[0].predict_proba(features, check_input=False)
+        for tree in self.trees[1:]:
+            total += tree.predict_proba(features, check_input=False)
+        total /= len(self.trees)
+        return total
+
+    def _library_predict(self, features: np.ndarray) -> np.ndarray:
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return self.estimator.predict_proba(features)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        if features.ndim != 2 or features.shape[1] != self.n_features:
+            raise ValueError(f"expected a matrix with {self.n_features} columns, got shape {features.shape}")
+        return self._predict(features)
+
+
+class Postprocessor:
+    """Probabilities -> labelled predictions with confidence and an `uncertain` flag."""
+
+    def __init__(self, classes: tuple[str, ...] = CLASSES,
+                 confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD):
+        if not 0.0 <= confidence_threshold <= 1.0:
+            raise ValueError(f"confidence threshold must be within [0, 1], got {confidence_threshold}")
+        self.classes = classes
+        self.confidence_threshold = confidence_threshold
+
+    def __call__(self, probabilities: np.ndarray) -> list[dict]:
+        if probabilities.ndim != 2 or probabilities.shape[1] != len(self.classes):
+            raise ValueError(f"expected {len(self.classes)} probability columns, got shape {probabilities.shape}")
+        best = probabilities.argmax(axis=1).tolist()
+        classes = self.classes
+        threshold = self.confidence_threshold
+        predictions = []
+        for winner, row in zip(best, probabilities.tolist()):
+            confidence = row[winner]
+            predictions.append({
+                "species": classes[winner],
+                "probabilities": dict(zip(classes, row)),
+                "confidence": confidence,
+                "uncertain": confidence < threshold,
+            })
+        return predictions
+
+
+def model_summary(metadata: dict) -> dict:
+    """What every prediction response says about the model that produced it."""
+    return {"name": metadata["name"], "version": metadata["version"], "profile": metadata["profile"]}
+
+
+@dataclass
+class ServingPipeline:
+    """All three stages of one artifact, for the monolith (microservices load one stage each)."""
+
+    preprocess: Preprocessor
+    classifier: Classifier
+    postprocess: Postprocessor
+    metadata: dict
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact,
+                      confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> "ServingPipeline":
+        estimator = artifact.estimator
+        return cls(
+            preprocess=Preprocessor(estimator.named_steps["preprocess"]),
+            classifier=Classifier(estimator.named_steps["classifier"]),
+            postprocess=Postprocessor(tuple(estimator.classes_), confidence_threshold),
+            metadata=artifact.metadata,
+        )
+
+    @classmethod
+    def load(cls, location=None, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> "ServingPipeline":
+        return cls.from_artifact(load_artifact(location), confidence_threshold)
+
+    def predict(self, batch: RawBatch) -> list[dict]:
+        return self.postprocess(self.classifier.predict_proba(self.preprocess(batch)))

@@ -1,0 +1,188 @@
+"""Start a set of server processes, wait until they are ready, and always stop all of them.
+
+Used by `make run`, the benchmark, the demo and the tests, so every way of running an
+architecture starts and stops it the same way. Guarantees:
+- each child gets its own session (a terminal's Ctrl-C reaches only us, and we stop children in
+  order) and is told to die with us (PR_SET_PDEATHSIG), so even `kill -9` of the supervisor
+  leaves no orphans;
+- stop() sends SIGTERM, waits for the grace period, then SIGKILLs the child's whole process group,
+  and reaps everything;
+- readiness is polled with a deadline; a child that exits while we wait fails fast with the tail
+  of its log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+PR_SET_PDEATHSIG = 1
+POLL_INTERVAL_S = 0.05
+
+
+class StartupError(RuntimeError):
+    """A process exited or did not become ready in time."""
+
+
+@dataclass
+class ProcessSpec:
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str] = field(default_factory=dict)
+    pass_fds: tuple[int, ...] = ()
+    # Returns True once the process is ready; polled until the deadline.
+    ready: Callable[[], bool] | None = None
+
+
+@dataclass
+class ManagedProcess:
+    spec: ProcessSpec
+    popen: subprocess.Popen
+    log_path: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(output went to the terminal)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setup() -> None:
+        # Runs in the child between fork and exec: only async-signal-safe work here.
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+def http_ready(url: str, timeout_s: float = 0.5) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    return check
+
+
+def file_ready(path: Path) -> Callable[[], bool]:
+    return path.exists
+
+
+class Supervisor:
+    def __init__(self, log_dir: Path | None = None, cpus: Iterable[int] | None = None,
+                 base_env: dict[str, str] | None = None):
+        self.log_dir = log_dir
+        self.cpus = frozenset(cpus) if cpus else None
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.processes: list[ManagedProcess] = []
+
+    def start(self, spec: ProcessSpec) -> ManagedProcess:
+        env = {**self.base_env, **spec.env}
+        log_path = None
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.log_dir / f"{spec.name}.log"
+            output = log_path.open("ab")
+        try:
+            popen = subprocess.Popen(
+                list(spec.argv), env=env, stdin=subprocess.DEVNULL, stdout=output,
+                stderr=subprocess.STDOUT if output else None, pass_fds=spec.pass_fds,
+                start_new_session=True, preexec_fn=_child_setup(self.cpus),
+            )
+        finally:
+            if output:
+                output.close()
+        managed = ManagedProcess(spec, popen, log_path)
+        self.processes.append(managed)
+        return managed
+
+    def wait_ready(self, processes: Sequence[ManagedProcess], timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = [p for p in processes if p.spec.ready is not None]
+        while pending:
+            for process in list(pending):
+                if process.popen.poll() is not None:
+                    raise StartupError(f"{process.name} exited with code {process.popen.returncode} "
+                                       f"before it was ready:\n{process.log_tail()}")
+                if process.spec.ready():
+                    pending.remove(process)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(p.name for p in pending)
+                raise StartupError(f"not ready after {timeout_s:.0f}s: {names}\n{pending[0].log_tail()}")
+            time.sleep(POLL_INTERVAL_S)
+
+    def exited(self) -> list[ManagedProcess]:
+        return [p for p in self.processes if p.popen.poll() is not None]
+
+    def pids(self) -> list[int]:
+        """Every live process we are responsible for, children of children included."""
+        pids = []
+        for process in self.processes:
+            try:
+                parent = psutil.Process(process.pid)
+                pids.append(parent.pid)
+                pids.extend(child.pid for child in parent.children(recursive=True))
+            except psutil.NoSuchProcess:
+                continue
+        return pids
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM in reverse start order (entry point first), then SIGKILL whatever is left."""
+        live = [p for p in reversed(self.processes) if p.popen.poll() is None]
+        for process in live:
+            try:
+                process.popen.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        for process in live:
+            try:
+                process.popen.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                pass
+        for process in self.processes:
+            # The group catches workers whose master died without taking them along.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.popen.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> "Supervisor":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,69 @@
+"""Shared fixtures: the trained artifact, held-out data, and real running architectures.
+
+Running servers are session-scoped: starting the microservices costs a few seconds of imports,
+and every integration test only reads from them. Tests that kill or restart processes start their
+own deployment instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from servinglab import data
+from servinglab.artifact import load_artifact
+from servinglab.launch import launch
+from servinglab.pipeline import ServingPipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def models_root() -> Path:
+    if not (MODELS / "linear" / "CURRENT").exists():
+        pytest.fail("no trained model: run the tests through `make test`, which trains one first")
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def artifact(models_root):
+    return load_artifact(models_root, "linear")
+
+
+@pytest.fixture(scope="session")
+def pipeline(artifact) -> ServingPipeline:
+    return ServingPipeline.from_artifact(artifact)
+
+
+@pytest.fixture(scope="session")
+def held_out() -> list[dict]:
+    return data.held_out_records()
+
+
+@pytest.fixture(scope="session")
+def monolith(models_root, tmp_path_factory):
+    with launch("monolith", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+                log_dir=tmp_path_factory.mktemp("monolith-logs")) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="session")
+def microservices(models_root, tmp_path_factory):
+    with launch("microservices", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+                log_dir=tmp_path_factory.mktemp("microservices-logs")) as deployment:
+        yield deployment
+
+
+@pytest.fixture(params=["monolith", "microservices"])
+def deployment(request):
+    """Run a test once against each architecture."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def http() -> requests.Session:
+    with requests.Session() as session:
+        yield session
