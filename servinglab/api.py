@@ -69,7 +69,7 @@ def predict() -> Response:
     validated = time.perf_counter()
     outcome = _backend().predict(batch)
     g.timings = [("validate", (validated - started) * 1000.0), *outcome.timings]
-    metrics.INSTANCES.inc(batch.size)
+    metrics.INSTANCES.inc((), batch.size)
     return _json({"predictions": outcome.predictions, "model": outcome.model})
 
 
@@ -113,12 +113,12 @@ def _finish(response: Response) -> Response:
     timings = g.get("timings")
     if timings:
         for name, ms in timings:
-            metrics.STAGE_SECONDS.labels(name).observe(ms / 1000.0)
+            metrics.STAGE_SECONDS.observe((name,), ms / 1000.0)
         parts = [f"{name};dur={ms:.3f}" for name, ms in timings]
         parts.append(f"total;dur={elapsed * 1000.0:.3f}")
         response.headers["Server-Timing"] = ", ".join(parts)
-    metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels(route).observe(elapsed)
+    metrics.REQUESTS.inc((route, request.method, str(response.status_code)))
+    metrics.REQUEST_SECONDS.observe((route,), elapsed)
     return response
 
 
@@ -163,6 +163,7 @@ def build_app(backend_factory: Callable[[], Backend], name: str,
         return instance[0]
 
     app.extensions["servinglab.backend"] = get_backend
+    metrics.start_flusher()
     app.register_blueprint(api)
     app.before_request(_start_timer)
     app.after_request(_finish)

@@ -8,10 +8,6 @@ overrides the `bind` below.
 
 from __future__ import annotations
 
-import os
-
-from prometheus_client import multiprocess
-
 from servinglab import config as lab_config
 
 _settings = lab_config.load()
@@ -32,7 +28,8 @@ loglevel = "warning"
 preload_app = False
 
 
-def child_exit(server, worker):
-    # Drop a dead worker's live gauges from the shared metrics files.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(worker.pid)
+def worker_exit(server, worker):
+    # Publish the last second of this worker's metrics before it goes.
+    from servinglab import metrics
+
+    metrics.flush()

@@ -76,12 +76,12 @@ def launch(
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     run_dir = Path(tempfile.mkdtemp(prefix=f"servinglab-{architecture}-"))
-    metrics_dir = run_dir / "prometheus"
+    metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
     common_env = {
         **SINGLE_THREADED_MATH,
         **_settings_env(settings),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "LAB_METRICS_DIR": str(metrics_dir),
         "PYTHONUNBUFFERED": "1",
     }
     if "LAB_MODEL_DIR" in common_env:

@@ -39,9 +39,18 @@ def parse_json(body: bytes) -> Any:
         raise Problem(400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}") from None
 
 
-def _echo(value: Any) -> str:
-    text = repr(value)
+def _truncate(text: str) -> str:
     return text if len(text) <= MAX_ECHOED_CHARS else text[:MAX_ECHOED_CHARS] + "..."
+
+
+def _echo(value: Any) -> str:
+    """A client's value, quoted as Python would, cut short."""
+    return _truncate(repr(value))
+
+
+def _echo_name(name: str) -> str:
+    """A client's field name, bare like our own field names, cut short."""
+    return _truncate(name)
 
 
 def validate_predict_request(payload: Any, max_instances: int) -> RawBatch:
@@ -49,10 +58,11 @@ def validate_predict_request(payload: Any, max_instances: int) -> RawBatch:
     if not isinstance(payload, dict):
         raise Problem(422, "invalid-request", "Invalid request",
                       'The body must be a JSON object of the form {"instances": [...]}.')
-    unknown_keys = set(payload) - {"instances"}
+    unknown_keys = sorted(set(payload) - {"instances"})
     if unknown_keys:
-        raise Problem(422, "invalid-request", "Invalid request",
-                      f"Unknown top-level field(s): {', '.join(sorted(map(str, unknown_keys)))}.")
+        shown = ", ".join(_echo_name(key) for key in unknown_keys[:MAX_LISTED_ERRORS])
+        more = f" and {len(unknown_keys) - MAX_LISTED_ERRORS} more" if len(unknown_keys) > MAX_LISTED_ERRORS else ""
+        raise Problem(422, "invalid-request", "Invalid request", f"Unknown top-level field(s): {shown}{more}.")
     instances = payload.get("instances")
     if not isinstance(instances, list):
         raise Problem(422, "invalid-request", "Invalid request",
@@ -85,8 +95,8 @@ def validate_instances(instances: list) -> RawBatch:
         if record.keys() != FIELD_NAMES:
             for name in sorted(FIELD_NAMES - record.keys()):
                 fail(index, name, "is required (use null for a missing measurement)")
-            for name in sorted(map(str, record.keys() - FIELD_NAMES))[:MAX_LISTED_ERRORS]:
-                fail(index, _echo(name), "is not a known field")
+            for name in sorted(record.keys() - FIELD_NAMES):
+                fail(index, _echo_name(name), "is not a known field")
             continue
         for field in NUMERIC_FIELDS:
             value = record[field.name]
@@ -96,11 +106,13 @@ def validate_instances(instances: list) -> RawBatch:
             elif value_type is not int and value_type is not float:
                 fail(index, field.name, f"must be a number or null, got {_echo(value)}")
                 continue
-            elif not math.isfinite(value):
+            elif value_type is float and not math.isfinite(value):
                 fail(index, field.name, "must be a finite number")
                 continue
             elif not field.minimum <= value <= field.maximum:
-                fail(index, field.name, f"must be between {field.minimum:g} and {field.maximum:g}, got {value:g}")
+                # Python ints are unbounded: a 400-digit integer is legal JSON but not a float.
+                shown = f"{value:g}" if value_type is float else _truncate(str(value))
+                fail(index, field.name, f"must be between {field.minimum:g} and {field.maximum:g}, got {shown}")
                 continue
             elif field.integer and value != int(value):
                 fail(index, field.name, f"must be a whole number, got {value:g}")
