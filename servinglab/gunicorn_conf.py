@@ -27,6 +27,18 @@ loglevel = "warning"
 # channels do not survive fork, and the model is small enough that sharing pages buys little.
 preload_app = False
 
+_max_body_bytes = int(_settings["MAX_CONTENT_LENGTH"])
+
+
+def pre_request(worker, req):
+    # An oversized body is refused with 413 before it is read; if the connection stayed open,
+    # its unread bytes would be parsed as the next request. gunicorn ignores a Connection header
+    # set by the app, so the decision to close is made here, where the request is visible.
+    length = next((value for name, value in req.headers if name == "CONTENT-LENGTH"), None)
+    chunked = any(name == "TRANSFER-ENCODING" for name, _ in req.headers)
+    if chunked or (length is not None and length.isdigit() and int(length) > _max_body_bytes):
+        req.must_close = True
+
 
 def worker_exit(server, worker):
     # Publish the last second of this worker's metrics before it goes.
