@@ -9,6 +9,10 @@ PROFILE ?= linear
 SEED ?= 42
 MODELS ?= models
 PYTEST_ARGS ?=
+LOCUST_PORT ?= 8089
+# make bench reads these from the environment: ARCHS, REPS, QUICK, SLO_MS, SUT_CPUS, LOADGEN_CPUS,
+# SUT_MEMORY_GIB, PROFILE, STEP_SECONDS, LABEL, PRICES (see benchmarks/runner.py).
+export ARCHS REPS QUICK SLO_MS SUT_CPUS LOADGEN_CPUS SUT_MEMORY_GIB PROFILE STEP_SECONDS LABEL PRICES
 
 PY := $(VENV)/bin/python
 STAMPS := .stamps
@@ -38,6 +42,19 @@ run: bootstrap ## Serve ARCH=monolith|microservices on PORT (default 8000) until
 .PHONY: dev
 dev: bootstrap ## Flask development server with auto-reload (monolith, for live coding; not for measuring)
 	PORT=$(PORT) $(PY) -m monolith
+
+.PHONY: bench
+bench: bootstrap ## Benchmark ARCHS under Locust at an equal CPU budget; QUICK=1 for a <90 s classroom run
+	$(PY) -m benchmarks.runner
+
+.PHONY: report
+report: $(INSTALLED) ## Regenerate report.md/report.html of RUN=<reports/dir> from its results.json
+	@test -n "$(RUN)" || { echo "usage: make report RUN=reports/<run-dir>"; exit 2; }
+	$(PY) -m benchmarks.report $(RUN)
+
+.PHONY: demo
+demo: bootstrap ## Serve ARCH on PORT plus the Locust web UI on LOCUST_PORT, for live classroom load
+	$(PY) -m benchmarks.demo --arch $(ARCH) --port $(PORT) --locust-port $(LOCUST_PORT)
 
 .PHONY: perf
 perf: bootstrap ## Check the performance targets (stage microseconds, HTTP overhead, hop cost)

@@ -50,6 +50,10 @@ def _settings_env(settings: Mapping[str, Any] | None) -> dict[str, str]:
 def bind_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit this. gunicorn sets it on sockets it binds itself but not on one
+    # handed over with fd://, and without it Nagle holds the body gunicorn writes after the
+    # headers until the client's delayed ACK: tens of milliseconds on every response.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
