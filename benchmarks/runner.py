@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,10 +31,12 @@ import psutil
 
 from benchmarks import analysis
 from benchmarks.resources import ResourceSampler
+from servinglab.data import held_out_records
 from servinglab.launch import ARCHITECTURES, launch
 from servinglab.supervisor import ProcessSpec, Supervisor
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+RECORDS_FILE = "records.json"  # the held-out birds the load generator sends, beside the Locust CSVs
 SCHEMA_VERSION = 1
 LIBRARIES = ("flask", "gunicorn", "grpcio", "protobuf", "scikit-learn", "numpy", "locust", "psutil")
 # Each step's target as a fraction of the probe's closed-loop throughput: dense near the knee.
@@ -52,8 +55,19 @@ MIN_USERS = 4
 PROBE_USERS = 32
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(KeyboardInterrupt):
+    """Raised by our SIGINT/SIGTERM handler; a BaseException so no library `except Exception` eats it."""
+
+
+# Set by the signal handler too: an exception raised while Python runs fork hooks (we start
+# Locust processes constantly) is printed and dropped, so the flag is checked at safe points.
+STOP_REQUESTED = threading.Event()
+
+
+def checkpoint() -> None:
+    if STOP_REQUESTED.is_set():
+        raise Interrupted("stop requested")
+
 
 
 @dataclass
@@ -102,6 +116,7 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--sut-memory-gib", type=float, default=float(env.get("SUT_MEMORY_GIB") or 2))
     parser.add_argument("--profile", default=env.get("PROFILE") or "linear")
     parser.add_argument("--step-seconds", type=float, default=float(env.get("STEP_SECONDS") or 0))
+    parser.add_argument("--probe-seconds", type=float, default=float(env.get("PROBE_SECONDS") or 0))
     parser.add_argument("--label", default=env.get("LABEL") or "")
     parser.add_argument("--out", type=Path, default=Path(env.get("REPORTS") or "reports"))
     parser.add_argument("--prices", type=Path, default=Path(env["PRICES"]) if env.get("PRICES") else None)
@@ -125,7 +140,7 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
         sut_memory_gib=args.sut_memory_gib,
         profile=args.profile,
         step_seconds=args.step_seconds or (4.0 if args.quick else 7.0),
-        probe_seconds=4.0 if args.quick else 5.0,
+        probe_seconds=args.probe_seconds or (4.0 if args.quick else 5.0),
         label=args.label or ("quick" if args.quick else "default"),
         out=args.out,
         prices=args.prices,
@@ -177,12 +192,22 @@ def run_locust(loadgen: Supervisor, url: str, users: int, user_rps: float, secon
     """One headless Locust run; returns what the locustfile's recorder measured."""
     samples_path = csv_prefix.with_suffix(".samples.json")
     csv_prefix.parent.mkdir(parents=True, exist_ok=True)
+    # Locust takes whole seconds only. Users spawn within a tenth of a second (their random
+    # phases spread the load), so the measured part of a short step is not eaten by spawning.
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
-            "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s", "--csv", str(csv_prefix),
-            "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0", "--stop-timeout", "2"]
-    env = {"LAB_BENCH_USER_RPS": str(user_rps), "LAB_BENCH_SAMPLES": str(samples_path)}
+            "-u", str(users), "-r", str(users * 10), "-t", f"{max(1, math.ceil(seconds))}s",
+            "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING",
+            "--exit-code-on-error", "0", "--stop-timeout", "2"]
+    env = {"LAB_BENCH_USER_RPS": str(user_rps), "LAB_BENCH_SAMPLES": str(samples_path),
+           "LAB_BENCH_RECORDS": str(csv_prefix.parents[1] / RECORDS_FILE)}
+    checkpoint()
     process = loadgen.start(ProcessSpec(name, argv, env))
-    code = process.popen.wait()
+    while True:
+        try:
+            code = process.popen.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            checkpoint()
     loadgen.processes.remove(process)
     if code != 0 or not samples_path.exists():
         raise RuntimeError(f"Locust failed (exit code {code}):\n{process.log_tail()}")
@@ -410,6 +435,8 @@ def run(config: BenchConfig) -> Path:
              f"profile {config.profile}{', QUICK' if config.quick else ''}")
     collected = {arch: {"levels": [], "timings": [], "processes": [], "peak_rss_totals": [], "errors": {}}
                  for arch in config.archs}
+    (run_dir / "locust").mkdir(exist_ok=True)
+    (run_dir / "locust" / RECORDS_FILE).write_text(json.dumps(held_out_records()))
     loadgen = Supervisor(log_dir=run_dir / "logs" / "locust", cpus=config.loadgen_cpus)
     try:
         for repetition in range(config.repetitions):
@@ -447,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
 
     def interrupt(signum, _frame):
+        STOP_REQUESTED.set()
         raise Interrupted(signal.Signals(signum).name)
 
     # Explicit handlers: a background shell starts us with SIGINT ignored.

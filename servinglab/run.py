@@ -18,7 +18,7 @@ from servinglab.launch import ARCHITECTURES, launch
 from servinglab.supervisor import StartupError
 
 
-class Stop(Exception):
+class Stop(KeyboardInterrupt):
     pass
 
 
@@ -46,13 +46,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"  curl -s {deployment.url}/v1/predict -H 'Content-Type: application/json' "
                   f"-d '{json.dumps({'instances': [EXAMPLE]})}'\n"
                   "Press Ctrl-C to stop.", flush=True)
-            while True:
+            # The flag, not only the exception: a signal landing in Popen's fork hooks is swallowed.
+            while not stop_requested.is_set():
                 exited = deployment.supervisor.exited()
                 if exited:
                     print(f"{exited[0].name} exited unexpectedly (code {exited[0].popen.returncode}); stopping",
                           file=sys.stderr)
                     return 1
                 stop_requested.wait(0.5)
+            raise Stop("signal")
     except Stop as reason:
         print(f"received {reason}; stopped every process", flush=True)
         return 0

@@ -7,6 +7,10 @@ own deployment instead.
 
 from __future__ import annotations
 
+import queue
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,33 @@ def deployment(request):
 def http() -> requests.Session:
     with requests.Session() as session:
         yield session
+
+
+class OutputWatcher:
+    """Reads a child's combined output in a thread, so waiting for a line never lags behind it."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(process,), daemon=True).start()
+
+    def _pump(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, needle: str, timeout_s: float = 120.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"never printed {needle!r}; output was:\n{''.join(self.seen)}")
+
+
+@pytest.fixture
+def watch_output():
+    return OutputWatcher

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -21,29 +20,14 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _wait_for_line(process: subprocess.Popen, needle: str, timeout_s: float = 90.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
-        if ready:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                break
-            seen.append(line)
-            if needle in line:
-                return line
-    raise AssertionError(f"never printed {needle!r}; output was:\n{''.join(seen)}")
-
-
 @pytest.mark.parametrize("architecture", ["monolith", "microservices"])
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_run_stops_every_process(architecture, stop_signal, models_root):
+def test_run_stops_every_process(architecture, stop_signal, models_root, watch_output):
     env = {**os.environ, "LAB_MODEL_DIR": str(models_root)}
     process = subprocess.Popen([sys.executable, "-m", "servinglab.run", "--arch", architecture, "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     try:
-        _wait_for_line(process, "ready in")
+        watch_output(process).wait_for("ready in", timeout_s=90)
         children = psutil.Process(process.pid).children(recursive=True)
         expected = 4 if architecture == "monolith" else 7  # gunicorn master + 2 workers (+ 3 stages)
         assert len(children) >= expected - 1

@@ -1,0 +1,75 @@
+"""`make demo ARCH=...`: an architecture plus Locust's web UI, for live load in the classroom.
+
+Students open the Locust page, choose users and spawn rate, and watch latency and throughput
+move while the instructor switches model profiles or architectures. Both processes stop on
+Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+
+from benchmarks.runner import LOCUSTFILE
+from servinglab.launch import ARCHITECTURES, launch
+from servinglab.supervisor import ProcessSpec, StartupError, Supervisor, http_ready, python_module
+
+
+class Stop(KeyboardInterrupt):
+    pass
+
+
+def _free_port() -> int:
+    # Locust cannot report a port it picked itself, so port 0 is resolved here (a demo, not a test).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="monolith")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--locust-port", type=int, default=8089)
+    parser.add_argument("--profile", default="linear")
+    args = parser.parse_args(argv)
+
+    stop_requested = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop_requested.set()  # also checked below: a signal landing in Popen's fork hooks is swallowed
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    loadgen = Supervisor()
+    try:
+        with launch(args.arch, port=args.port, settings={"MODEL_PROFILE": args.profile}) as deployment:
+            locust_port = args.locust_port or _free_port()
+            ui = f"http://127.0.0.1:{locust_port}"
+            argv_locust = python_module("locust", "-f", str(LOCUSTFILE), "--host", deployment.url,
+                                        "--web-host", "127.0.0.1", "--web-port", str(locust_port))
+            loadgen.wait_ready([loadgen.start(ProcessSpec("locust-ui", argv_locust, ready=http_ready(ui)))])
+            print(f"{args.arch} ({args.profile}) serving at {deployment.url}\n"
+                  f"Locust web UI at {ui}  (set users and spawn rate there, then Start)\n"
+                  "Press Ctrl-C to stop both.", flush=True)
+            while not deployment.supervisor.exited() and not loadgen.exited():
+                if stop_requested.wait(0.5):
+                    raise Stop("signal")
+            print("a process exited unexpectedly; stopping", file=sys.stderr)
+            return 1
+    except Stop as reason:
+        print(f"received {reason}; stopped every process", flush=True)
+        return 0
+    except StartupError as error:
+        print(f"start-up failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        loadgen.stop(grace_s=3)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

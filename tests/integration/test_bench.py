@@ -1,0 +1,75 @@
+"""A real, very short benchmark: both architectures under Locust, results and reports on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import psutil
+import pytest
+
+from benchmarks.analysis import load_schema
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = ["--quick", "--reps", "1", "--step-seconds", "2", "--probe-seconds", "2"]
+
+
+def test_short_benchmark_writes_valid_results_and_reports(tmp_path, models_root):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.runner", *SHORT, "--out", str(tmp_path),
+                             "--label", "ci", "--models", str(models_root)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = (tmp_path / "latest").resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    jsonschema.validate(results, load_schema())
+    assert set(results["architectures"]) == {"monolith", "microservices"}
+    assert results["run"]["quick"] is True and results["run"]["cpu_budget"]["sut_cpus"] == [0]
+    for name, architecture in results["architectures"].items():
+        assert len(architecture["levels"]) >= 2
+        assert all(level["requests"] > 0 for level in architecture["levels"])
+        assert {p["name"] for p in architecture["processes"]} >= {f"gunicorn-{'monolith' if name == 'monolith' else 'gateway'}"}
+        assert architecture["stages_ms"]["infer"] > 0
+    assert "hop_infer" in results["architectures"]["microservices"]["stages_ms"]
+    assert "hop_infer" not in results["architectures"]["monolith"]["stages_ms"]
+    report = (run_dir / "report.md").read_text()
+    assert "monolith" in report and "microservices" in report
+    assert (run_dir / "report.html").stat().st_size > 10_000
+    assert list((run_dir / "locust" / "microservices").glob("r0-s0_stats.csv"))
+    assert "[bench" in result.stdout and "done in" in result.stdout
+
+
+def test_interrupting_a_benchmark_leaves_no_process(tmp_path, models_root, watch_output):
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.runner", *SHORT, "--out", str(tmp_path),
+                                "--archs", "microservices", "--models", str(models_root)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        watcher = watch_output(process)
+        watcher.wait_for("ladder", timeout_s=120)  # a step is now running
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        assert descendants, "expected servers and Locust to be running"
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+        rest = []
+        while not watcher.lines.empty():
+            rest.append(watcher.lines.get())
+        assert code == 130, "".join(watcher.seen + rest)
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert alive == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_report_regenerates_from_results_alone(tmp_path):
+    fixture = ROOT / "tests" / "fixtures" / "results_small.json"
+    (tmp_path / "results.json").write_text(fixture.read_text())
+    result = subprocess.run([sys.executable, "-m", "benchmarks.report", str(tmp_path)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.html").exists()

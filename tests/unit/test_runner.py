@@ -1,0 +1,97 @@
+"""The benchmark runner's own arithmetic: ladders, measurement windows, step summaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.resources import ResourceSampler
+from benchmarks.runner import (BenchConfig, ladder_targets, measurement_window, parse_config, percentile,
+                               stage_breakdown, summarise_step)
+
+
+class FixedCpuSampler(ResourceSampler):
+    """A sampler with a pre-recorded CPU series: 0.5 CPU-seconds per wall second."""
+
+    def __init__(self):
+        self.times = [100.0 + i for i in range(20)]
+        self.totals = [0.5 * i for i in range(20)]
+
+
+def config(**overrides) -> BenchConfig:
+    base = parse_config(["--archs", "monolith", "--slo-ms", "50"])
+    for key, value in overrides.items():
+        setattr(base, key, value)
+    return base
+
+
+def samples(rate: float, seconds: float, latency_ms: float, status: int = 200, cpu_seconds: float = 1.0) -> dict:
+    start = 100.0
+    count = int(rate * seconds)
+    return {
+        "started_at": start, "stopped_at": start + seconds + 0.2, "cpu_seconds": cpu_seconds,
+        "requests": [(start + i / rate, latency_ms, status) for i in range(count)], "server_timings": [],
+    }
+
+
+def test_ladder_is_sorted_rounded_and_scaled_to_the_probe():
+    assert ladder_targets(1000, (0.3, 0.45, 0.6)) == [300.0, 450.0, 600.0]
+    assert ladder_targets(187, (0.5, 0.9)) == [94.0, 170.0]
+    assert ladder_targets(0.1, (0.5,)) == [1.0]
+
+
+def test_window_drops_the_first_period_of_phase_in():
+    document = samples(rate=10, seconds=5, latency_ms=2)
+    window = measurement_window(document, user_rps=2.0)
+    assert window[0][0] >= 100.5
+    assert len(window) == len(document["requests"]) - 5
+
+
+def test_summary_of_a_healthy_step():
+    level, statuses = summarise_step(samples(200, 5, 3.0, cpu_seconds=1.0), 200, 10, FixedCpuSampler(), config(),
+                                     repetition=1, step=2, csv_prefix="monolith/r1-s2")
+    assert level["achieved_rps"] == pytest.approx(200, rel=0.01)
+    assert level["p50_ms"] == level["p99_ms"] == 3.0
+    assert level["within_slo"] is True and level["failures"] == 0 and statuses == {"200": level["requests"]}
+    # 0.5 CPU-seconds per second of window, spread over ~200 requests a second.
+    assert level["cpu_seconds_per_1k"] == pytest.approx(2.5, rel=0.05)
+    assert level["sut_cpu_percent"] == pytest.approx(50, abs=2)
+    assert level["loadgen_cpu_percent"] == pytest.approx(100 * 1.0 / 5.2, abs=0.5)
+    assert level["loadgen_bound"] is False
+
+
+def test_summary_flags_a_hot_load_generator():
+    level, _ = summarise_step(samples(200, 5, 3.0, cpu_seconds=4.9), 200, 10, FixedCpuSampler(), config(), 0, 0, "x")
+    assert level["loadgen_cpu_percent"] > 85
+    assert level["loadgen_bound"] is True
+
+
+def test_summary_marks_errors_and_slow_steps_beyond_capacity():
+    errors, statuses = summarise_step(samples(100, 5, 3.0, status=503), 100, 10, FixedCpuSampler(), config(), 0, 0, "x")
+    assert errors["error_rate"] == 1.0 and errors["within_slo"] is False and "503" in statuses
+    assert errors["p99_ms"] is None
+    slow, _ = summarise_step(samples(100, 5, 80.0), 100, 10, FixedCpuSampler(), config(), 0, 0, "x")
+    assert slow["p99_ms"] == 80.0 and slow["within_slo"] is False
+    short, _ = summarise_step(samples(50, 5, 3.0), 100, 10, FixedCpuSampler(), config(), 0, 0, "x")
+    assert short["achieved_rps"] < 95 and short["within_slo"] is False
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([], 0.5) is None
+
+
+def test_stage_breakdown_separates_compute_hops_and_http():
+    headers = ["validate;dur=0.1, pre;dur=0.2, hop-pre;dur=0.5, infer;dur=0.3, hop-infer;dur=0.4, post;dur=0.1, "
+               "hop-post;dur=0.6, total;dur=2.5"] * 3
+    stages = stage_breakdown(headers)
+    assert stages == {"pre": 0.2, "infer": 0.3, "post": 0.1, "hop_pre": 0.5, "hop_infer": 0.4, "hop_post": 0.6,
+                      "http_other": pytest.approx(0.4)}
+
+
+def test_config_rejects_unknown_architectures_and_reads_cpu_ranges(monkeypatch):
+    with pytest.raises(SystemExit):
+        parse_config(["--archs", "monolith mainframe"])
+    monkeypatch.setenv("SUT_CPUS", "0-1")
+    assert parse_config([]).sut_cpus == [0, 1]
