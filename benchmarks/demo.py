@@ -8,18 +8,13 @@ Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import signal
 import socket
 import sys
-import threading
 
 from benchmarks.runner import LOCUSTFILE
 from servinglab.launch import ARCHITECTURES, launch
-from servinglab.supervisor import ProcessSpec, StartupError, Supervisor, http_ready, python_module
-
-
-class Stop(KeyboardInterrupt):
-    pass
+from servinglab.supervisor import (ProcessSpec, StartupError, StopRequested, StopSignals, Supervisor, http_ready,
+                                   python_module)
 
 
 def _free_port() -> int:
@@ -37,14 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="linear")
     args = parser.parse_args(argv)
 
-    stop_requested = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop_requested.set()  # also checked below: a signal landing in Popen's fork hooks is swallowed
-        raise Stop(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = StopSignals()
     loadgen = Supervisor()
     try:
         with launch(args.arch, port=args.port, settings={"MODEL_PROFILE": args.profile}) as deployment:
@@ -56,12 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.arch} ({args.profile}) serving at {deployment.url}\n"
                   f"Locust web UI at {ui}  (set users and spawn rate there, then Start)\n"
                   "Press Ctrl-C to stop both.", flush=True)
-            while not deployment.supervisor.exited() and not loadgen.exited():
-                if stop_requested.wait(0.5):
-                    raise Stop("signal")
-            print("a process exited unexpectedly; stopping", file=sys.stderr)
-            return 1
-    except Stop as reason:
+            return stop.serve(deployment.supervisor, loadgen)
+    except StopRequested as reason:
         print(f"received {reason}; stopped every process", flush=True)
         return 0
     except StartupError as error:

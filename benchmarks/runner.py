@@ -16,11 +16,9 @@ import json
 import math
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,7 +31,7 @@ from benchmarks import analysis
 from benchmarks.resources import ResourceSampler
 from servinglab.data import held_out_records
 from servinglab.launch import ARCHITECTURES, launch
-from servinglab.supervisor import ProcessSpec, Supervisor
+from servinglab.supervisor import ProcessSpec, StopRequested, StopSignals, Supervisor
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RECORDS_FILE = "records.json"  # the held-out birds the load generator sends, beside the Locust CSVs
@@ -53,21 +51,6 @@ EXTEND_FACTOR = 1.15
 MAX_EXTRA_STEPS = 3
 MIN_USERS = 4
 PROBE_USERS = 32
-
-
-class Interrupted(KeyboardInterrupt):
-    """Raised by our SIGINT/SIGTERM handler; a BaseException so no library `except Exception` eats it."""
-
-
-# Set by the signal handler too: an exception raised while Python runs fork hooks (we start
-# Locust processes constantly) is printed and dropped, so the flag is checked at safe points.
-STOP_REQUESTED = threading.Event()
-
-
-def checkpoint() -> None:
-    if STOP_REQUESTED.is_set():
-        raise Interrupted("stop requested")
-
 
 
 @dataclass
@@ -188,7 +171,7 @@ def percentile(ordered: list[float], q: float) -> float | None:
 
 
 def run_locust(loadgen: Supervisor, url: str, users: int, user_rps: float, seconds: float,
-               csv_prefix: Path, name: str) -> dict:
+               csv_prefix: Path, name: str, stop: StopSignals | None = None) -> dict:
     """One headless Locust run; returns what the locustfile's recorder measured."""
     samples_path = csv_prefix.with_suffix(".samples.json")
     csv_prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -200,14 +183,14 @@ def run_locust(loadgen: Supervisor, url: str, users: int, user_rps: float, secon
             "--exit-code-on-error", "0", "--stop-timeout", "2"]
     env = {"LAB_BENCH_USER_RPS": str(user_rps), "LAB_BENCH_SAMPLES": str(samples_path),
            "LAB_BENCH_RECORDS": str(csv_prefix.parents[1] / RECORDS_FILE)}
-    checkpoint()
     process = loadgen.start(ProcessSpec(name, argv, env))
     while True:
         try:
             code = process.popen.wait(timeout=0.2)
             break
         except subprocess.TimeoutExpired:
-            checkpoint()
+            if stop:
+                stop.check()
     loadgen.processes.remove(process)
     if code != 0 or not samples_path.exists():
         raise RuntimeError(f"Locust failed (exit code {code}):\n{process.log_tail()}")
@@ -311,7 +294,7 @@ def progress(message: str) -> None:
 
 
 def run_architecture(architecture: str, repetition: int, config: BenchConfig, run_dir: Path,
-                     loadgen: Supervisor) -> dict:
+                     loadgen: Supervisor, stop: StopSignals | None = None) -> dict:
     settings = {"MODEL_DIR": config.models.resolve(), "MODEL_PROFILE": config.profile, **config.extra_settings}
     log_dir = run_dir / "logs" / f"{architecture}-r{repetition}"
     levels: list[dict] = []
@@ -323,7 +306,7 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
             ResourceSampler(deployment.supervisor) as sampler:
         csv_dir = run_dir / "locust" / architecture
         probe = run_locust(loadgen, deployment.url, PROBE_USERS, 0.0, config.probe_seconds,
-                           csv_dir / f"r{repetition}-probe", "locust-probe")
+                           csv_dir / f"r{repetition}-probe", "locust-probe", stop)
         probe_rps = len(probe["requests"]) / max(probe["stopped_at"] - probe["started_at"], 1e-9)
         targets = ladder_targets(probe_rps, config.ladder)
         base_targets = list(targets)
@@ -335,7 +318,7 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
             users = max(MIN_USERS, math.ceil(target / USER_RPS))
             prefix = f"{architecture}/r{repetition}-s{step}"
             samples = run_locust(loadgen, deployment.url, users, target / users, config.step_seconds,
-                                 run_dir / "locust" / prefix, f"locust-step{step}")
+                                 run_dir / "locust" / prefix, f"locust-step{step}", stop)
             level, statuses = summarise_step(samples, target, target / users, sampler, config, repetition, step,
                                              prefix)
             levels.append(level)
@@ -423,7 +406,7 @@ def _merge_processes(runs: list[list[dict]]) -> list[dict]:
     return sorted(merged.values(), key=lambda p: p["name"])
 
 
-def run(config: BenchConfig) -> Path:
+def run(config: BenchConfig, stop: StopSignals | None = None) -> Path:
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -442,7 +425,7 @@ def run(config: BenchConfig) -> Path:
         for repetition in range(config.repetitions):
             for architecture in config.archs:
                 progress(f"{architecture} r{repetition}: starting")
-                outcome = run_architecture(architecture, repetition, config, run_dir, loadgen)
+                outcome = run_architecture(architecture, repetition, config, run_dir, loadgen, stop)
                 entry = collected[architecture]
                 entry["levels"].extend(outcome["levels"])
                 entry["timings"].extend(outcome["timings"])
@@ -473,16 +456,10 @@ def run(config: BenchConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
 
-    def interrupt(signum, _frame):
-        STOP_REQUESTED.set()
-        raise Interrupted(signal.Signals(signum).name)
-
-    # Explicit handlers: a background shell starts us with SIGINT ignored.
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    stop = StopSignals()
     try:
-        run_dir = run(config)
-    except Interrupted as reason:
+        run_dir = run(config, stop)
+    except StopRequested as reason:
         print(f"\n[bench] {reason}: stopped every process; partial output left in {config.out}", flush=True)
         return 130
     results = json.loads((run_dir / "results.json").read_text())

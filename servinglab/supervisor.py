@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -182,6 +183,45 @@ class Supervisor:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class StopRequested(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A BaseException, so no library's `except Exception` eats it."""
+
+
+class StopSignals:
+    """Turn SIGINT and SIGTERM into `StopRequested`, for commands that run in the foreground.
+
+    Handlers are installed explicitly because a process started in the background by a
+    non-interactive shell inherits SIGINT as *ignored*. The handler also sets a flag: an exception
+    raised while Python runs fork hooks (every Popen) is printed and dropped, so long waits call
+    `check()` at safe points.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.requested.set()
+        raise StopRequested(signal.Signals(signum).name)
+
+    def check(self) -> None:
+        if self.requested.is_set():
+            raise StopRequested("stop requested")
+
+    def serve(self, *supervisors: "Supervisor") -> int:
+        """Wait until a signal (raises StopRequested) or until any process exits (returns 1)."""
+        while True:
+            for supervisor in supervisors:
+                exited = supervisor.exited()
+                if exited:
+                    print(f"{exited[0].name} exited unexpectedly (code {exited[0].popen.returncode}); stopping",
+                          file=sys.stderr)
+                    return 1
+            if self.requested.wait(0.5):
+                self.check()
 
 
 def python_module(module: str, *args: str) -> list[str]:
