@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stop = StopSignals()
-    loadgen = Supervisor()
     try:
-        with launch(args.arch, port=args.port, settings={"MODEL_PROFILE": args.profile}) as deployment:
+        with Supervisor() as loadgen, \
+                launch(args.arch, port=args.port, settings={"MODEL_PROFILE": args.profile}) as deployment:
             locust_port = args.locust_port or _free_port()
             ui = f"http://127.0.0.1:{locust_port}"
             argv_locust = python_module("locust", "-f", str(LOCUSTFILE), "--host", deployment.url,
@@ -51,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as error:
         print(f"start-up failed: {error}", file=sys.stderr)
         return 1
-    finally:
-        loadgen.stop(grace_s=3)
 
 
 if __name__ == "__main__":

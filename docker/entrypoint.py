@@ -4,7 +4,7 @@
     docker run servinglab:<git-sha> gateway --log-level debug     # extra options go to gunicorn
     docker run servinglab:<git-sha> inference
 
-One image serves all five roles (docker/Dockerfile says why). `os.execvp` replaces this process
+One image serves all five roles (docker/Dockerfile says why). `os.execvpe` replaces this process
 instead of starting a child, so the server itself is PID 1 and receives the SIGTERM that
 `docker stop` or the kubelet sends: gunicorn and the gRPC services both drain gracefully on it,
 and no wrapper is left in between to swallow or delay the signal.
