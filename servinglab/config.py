@@ -38,7 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_BIND": "127.0.0.1:8000",
     "HTTP_WORKERS": 2,                # one per core on the reference 2-core machine
     "HTTP_WORKER_CLASS": "gthread",   # keeps connections alive; sync workers close each one
-    "HTTP_THREADS": 1,                # measured fastest: more threads only contend for the GIL
+    # Measured fastest (more threads contend for the GIL). Trade-off: gunicorn gives a new
+    # connection up to 5 s to send its first bytes while holding a thread, so a client that
+    # connects and stays silent stalls a one-thread worker; raise this where clients are untrusted.
+    "HTTP_THREADS": 1,
     "HTTP_TIMEOUT_S": 30,
     "HTTP_GRACEFUL_TIMEOUT_S": 10,
 }
