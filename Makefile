@@ -92,3 +92,23 @@ clean: ## Remove generated code, models, reports and stamps (keeps the virtualen
 .PHONY: distclean
 distclean: clean ## Also remove the virtualenv
 	rm -rf $(VENV)
+
+##@ Kubernetes on kind (needs Docker, kind and kubectl; see k8s/README.md)
+
+K8S_ENV ?= dev
+
+.PHONY: kind-up kind-load kind-deploy kind-bench kind-down
+kind-up: ## Create the kind cluster and install metrics-server (needs internet for its manifest)
+	scripts/kind.sh up
+
+kind-load: $(INSTALLED) ## Build the image (docker SDK, tagged with the git sha) and load it into kind
+	PY=$(PY) scripts/kind.sh load
+
+kind-deploy: $(INSTALLED) ## Deploy ARCH=monolith|microservices with K8S_ENV=dev|prod, wait, smoke-test
+	PY=$(PY) ARCH=$(ARCH) K8S_ENV=$(K8S_ENV) scripts/kind.sh deploy
+
+kind-bench: $(INSTALLED) ## Benchmark the deployed architectures from the host; QUICK=1 for a short run
+	PY=$(PY) scripts/kind.sh bench
+
+kind-down: ## Delete the kind cluster
+	scripts/kind.sh down
