@@ -23,6 +23,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from benchmarks import httpload
+from benchmarks.runner import parse_cpus
 from servinglab import data
 from servinglab.artifact import load_artifact
 from servinglab.launch import launch
@@ -127,15 +128,14 @@ def verdicts(stages: dict, http: dict) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=float(os.environ.get("PERF_SECONDS", 5)))
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("PERF_SECONDS") or 5))
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--sut-cpus", default=os.environ.get("SUT_CPUS", "0"))
-    parser.add_argument("--loadgen-cpus", default=os.environ.get("LOADGEN_CPUS", "1"))
+    parser.add_argument("--sut-cpus", default=os.environ.get("SUT_CPUS") or "0")
+    parser.add_argument("--loadgen-cpus", default=os.environ.get("LOADGEN_CPUS") or "1")
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("reports/perf"))
     args = parser.parse_args(argv)
-    sut = {int(c) for c in args.sut_cpus.split(",")}
-    loadgen = {int(c) for c in args.loadgen_cpus.split(",")}
+    sut, loadgen = set(parse_cpus(args.sut_cpus)), set(parse_cpus(args.loadgen_cpus))
 
     print("[perf] in-process stages (one row, linear)", flush=True)
     # The servers run one BLAS thread per process (servinglab.launch); measure stages the same way.

@@ -76,7 +76,8 @@ class BenchConfig:
         return QUICK_LADDER if self.quick else LADDER
 
 
-def _cpus(text: str) -> list[int]:
+def parse_cpus(text: str) -> list[int]:
+    """"0", "0,2" or "0-3" -> CPU numbers."""
     cpus: list[int] = []
     for part in text.replace(" ", "").split(","):
         if "-" in part:
@@ -109,7 +110,7 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
     unknown = [a for a in archs if a not in ARCHITECTURES]
     if unknown:
         parser.error(f"unknown architecture(s) {unknown}; choose from {', '.join(ARCHITECTURES)}")
-    sut, loadgen = _cpus(args.sut_cpus), _cpus(args.loadgen_cpus)
+    sut, loadgen = parse_cpus(args.sut_cpus), parse_cpus(args.loadgen_cpus)
     if set(sut) & set(loadgen):
         print(f"[bench] warning: SUT_CPUS {sut} and LOADGEN_CPUS {loadgen} overlap; "
               "the load generator will steal CPU from the system under test", flush=True)
