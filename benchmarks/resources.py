@@ -1,13 +1,19 @@
-"""Sample CPU time and resident memory of every process of the system under test.
+"""Sample CPU time and memory of the system under test, wherever it runs.
 
-A background thread walks the supervisor's process trees (gunicorn forks workers, so the set
-changes) a few times a second. CPU is cumulative per process, so a window's CPU-seconds are the
-difference of two interpolated totals; peak RSS is the highest sample seen.
+Every sampler keeps a series of (wall time, cumulative CPU-seconds of the whole SUT) and, per
+process or container or pod, its CPU-seconds and peak memory. A step's CPU is the difference of
+two interpolated totals. Subclasses only say how to read one sample:
+- `ProcessSampler`: psutil over the supervisor's process trees (gunicorn forks workers);
+- `DockerStatsSampler`: the Docker stats API of each container;
+- `MetricsServerSampler`: Kubernetes metrics-server, whose CPU figure is a rate averaged over its
+  resolution window (15 s by default), so per-step CPU on kind is coarser than locally.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -16,61 +22,42 @@ import psutil
 
 from servinglab.supervisor import Supervisor
 
-SAMPLE_INTERVAL_S = 0.2
-
 
 @dataclass
-class ProcessUsage:
+class Usage:
     name: str
     cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
 
 
-class ResourceSampler:
-    def __init__(self, supervisor: Supervisor):
-        self.supervisor = supervisor
-        self.usage: dict[int, ProcessUsage] = {}
-        self.first_cpu: dict[int, float] = {}
+class CpuSeries:
+    interval_s = 0.2
+
+    def __init__(self) -> None:
+        self.usage: dict[str, Usage] = {}
         self.times: list[float] = []
         self.totals: list[float] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="resource-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{type(self).__name__}", daemon=True)
 
-    def _processes(self) -> list[tuple[str, psutil.Process]]:
-        found = []
-        for managed in list(self.supervisor.processes):
-            try:
-                root = psutil.Process(managed.pid)
-                found.append((managed.name, root))
-                for index, child in enumerate(root.children(recursive=True)):
-                    found.append((f"{managed.name}/worker-{index + 1}", child))
-            except psutil.NoSuchProcess:
-                continue
-        return found
+    def read(self) -> dict[str, tuple[str, float, float]]:
+        """{key: (display name, cumulative CPU-seconds, memory MB)} for every live unit."""
+        raise NotImplementedError
 
     def sample(self) -> None:
         now = time.time()
-        for name, process in self._processes():
-            try:
-                with process.oneshot():
-                    times = process.cpu_times()
-                    cpu = times.user + times.system
-                    rss_mb = process.memory_info().rss / (1 << 20)
-            except psutil.NoSuchProcess:
-                continue
-            usage = self.usage.setdefault(process.pid, ProcessUsage(name))
-            # CPU spent before the first sample (imports, model loading) is start-up, not load.
-            base = self.first_cpu.setdefault(process.pid, cpu)
-            usage.cpu_seconds = cpu - base
-            usage.peak_rss_mb = max(usage.peak_rss_mb, rss_mb)
+        for key, (name, cpu, memory_mb) in self.read().items():
+            usage = self.usage.setdefault(key, Usage(name))
+            usage.cpu_seconds = max(usage.cpu_seconds, cpu)
+            usage.peak_rss_mb = max(usage.peak_rss_mb, memory_mb)
         self.times.append(now)
         self.totals.append(sum(u.cpu_seconds for u in self.usage.values()))
 
     def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_INTERVAL_S):
+        while not self._stop.wait(self.interval_s):
             self.sample()
 
-    def __enter__(self) -> "ResourceSampler":
+    def __enter__(self):
         self.sample()
         self._thread.start()
         return self
@@ -99,3 +86,96 @@ class ResourceSampler:
     def processes(self) -> list[dict]:
         return [{"name": u.name, "cpu_seconds": round(u.cpu_seconds, 3), "peak_rss_mb": round(u.peak_rss_mb, 1)}
                 for u in sorted(self.usage.values(), key=lambda u: u.name)]
+
+
+class ProcessSampler(CpuSeries):
+    def __init__(self, supervisor: Supervisor):
+        super().__init__()
+        self.supervisor = supervisor
+        # CPU spent before the first sample (imports, model loading) is start-up, not load.
+        self.first_cpu: dict[int, float] = {}
+
+    def read(self) -> dict[str, tuple[str, float, float]]:
+        found = {}
+        for managed in list(self.supervisor.processes):
+            try:
+                root = psutil.Process(managed.pid)
+                tree = [(managed.name, root)] + [(f"{managed.name}/worker-{i + 1}", child)
+                                                 for i, child in enumerate(root.children(recursive=True))]
+            except psutil.NoSuchProcess:
+                continue
+            for name, process in tree:
+                try:
+                    with process.oneshot():
+                        times = process.cpu_times()
+                        cpu = times.user + times.system
+                        rss_mb = process.memory_info().rss / (1 << 20)
+                except psutil.NoSuchProcess:
+                    continue
+                base = self.first_cpu.setdefault(process.pid, cpu)
+                found[str(process.pid)] = (name, cpu - base, rss_mb)
+        return found
+
+
+class DockerStatsSampler(CpuSeries):
+    interval_s = 0.5  # each stats call is a round trip to the engine
+
+    def __init__(self, containers: list):
+        super().__init__()
+        self.containers = containers
+        self.first_cpu: dict[str, float] = {}
+
+    def read(self) -> dict[str, tuple[str, float, float]]:
+        found = {}
+        for container in self.containers:
+            try:
+                stats = container.stats(stream=False, one_shot=True)
+            except Exception:  # noqa: BLE001 - a container that just stopped has no stats; skip it
+                continue
+            cpu = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
+            memory = stats.get("memory_stats", {})
+            # Page cache is reclaimable and not the service's own memory; docker stats subtracts it too.
+            used = memory.get("usage", 0) - memory.get("stats", {}).get("inactive_file", 0)
+            base = self.first_cpu.setdefault(container.name, cpu)
+            found[container.name] = (container.name, cpu - base, max(used, 0) / (1 << 20))
+        return found
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity ("250m", "1", "123456n", "512Mi", "1Gi", "2e3") as a plain number."""
+    suffixes = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+                "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * suffixes[suffix]
+    return float(text)
+
+
+class MetricsServerSampler(CpuSeries):
+    interval_s = 5.0
+
+    def __init__(self, kubectl: list[str], namespace: str):
+        super().__init__()
+        self.kubectl = kubectl
+        self.namespace = namespace
+        self.cumulative: dict[str, float] = {}
+        self.last_poll: float | None = None
+
+    def read(self) -> dict[str, tuple[str, float, float]]:
+        raw = subprocess.run([*self.kubectl, "get", "--raw",
+                              f"/apis/metrics.k8s.io/v1beta1/namespaces/{self.namespace}/pods"],
+                             capture_output=True, text=True, timeout=20)
+        now = time.time()
+        elapsed = now - self.last_poll if self.last_poll is not None else 0.0
+        self.last_poll = now
+        if raw.returncode != 0:
+            return {}
+        found = {}
+        for pod in json.loads(raw.stdout).get("items", []):
+            name = pod["metadata"]["name"]
+            cores = sum(parse_quantity(c["usage"]["cpu"]) for c in pod.get("containers", []))
+            memory = sum(parse_quantity(c["usage"]["memory"]) for c in pod.get("containers", []))
+            # metrics-server reports a rate: integrate it over the time since the last poll.
+            self.cumulative[name] = self.cumulative.get(name, 0.0) + cores * elapsed
+            found[name] = (name, self.cumulative[name], memory / (1 << 20))
+        return found

@@ -28,9 +28,10 @@ from pathlib import Path
 import psutil
 
 from benchmarks import analysis
-from benchmarks.resources import ResourceSampler
+from benchmarks import targets
+from benchmarks.resources import CpuSeries
 from servinglab.data import held_out_records
-from servinglab.launch import ARCHITECTURES, launch
+from servinglab.launch import ARCHITECTURES
 from servinglab.supervisor import ProcessSpec, StopRequested, StopSignals, Supervisor
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -69,6 +70,11 @@ class BenchConfig:
     out: Path
     prices: Path | None
     models: Path
+    target: str = "local"
+    kube_context: str = "kind-servinglab"
+    endpoints: dict[str, str] = field(default_factory=dict)   # kind: architecture -> URL
+    namespaces: dict[str, str] = field(default_factory=dict)  # kind: architecture -> namespace
+    image: str | None = None                                  # docker: image reference to run
     extra_settings: dict = field(default_factory=dict)
 
     @property
@@ -105,6 +111,13 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--out", type=Path, default=Path(env.get("REPORTS") or "reports"))
     parser.add_argument("--prices", type=Path, default=Path(env["PRICES"]) if env.get("PRICES") else None)
     parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--target", choices=targets.TARGETS, default=env.get("TARGET") or "local")
+    parser.add_argument("--kube-context", default=env.get("KUBE_CONTEXT") or "kind-servinglab")
+    parser.add_argument("--endpoint", action="append", default=[], metavar="ARCH=URL",
+                        help="kind: where an architecture answers (repeat per architecture)")
+    parser.add_argument("--namespace", action="append", default=[], metavar="ARCH=NAMESPACE",
+                        help="kind: the namespace of an architecture's pods (repeat per architecture)")
+    parser.add_argument("--image", default=env.get("IMAGE") or None, help="docker: image to run")
     args = parser.parse_args(argv)
     archs = args.archs.replace(",", " ").split()
     unknown = [a for a in archs if a not in ARCHITECTURES]
@@ -129,7 +142,22 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
         out=args.out,
         prices=args.prices,
         models=args.models,
+        target=args.target,
+        kube_context=args.kube_context,
+        endpoints=_pairs(parser, args.endpoint, "--endpoint"),
+        namespaces=_pairs(parser, args.namespace, "--namespace"),
+        image=args.image,
     )
+
+
+def _pairs(parser: argparse.ArgumentParser, items: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            parser.error(f"{option} takes ARCH=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
 
 
 def machine_info() -> dict:
@@ -213,7 +241,7 @@ def measurement_window(samples: dict, user_rps: float) -> list[tuple[float, floa
     return [r for r in requests if r[0] >= start]
 
 
-def summarise_step(samples: dict, target_rps: float, user_rps: float, sampler: ResourceSampler,
+def summarise_step(samples: dict, target_rps: float, user_rps: float, sampler: CpuSeries,
                    config: BenchConfig, repetition: int, step: int, csv_prefix: str) -> tuple[dict, dict[str, int]]:
     window = measurement_window(samples, user_rps)
     window_start = window[0][0] if window else samples["started_at"]
@@ -296,29 +324,28 @@ def progress(message: str) -> None:
 
 def run_architecture(architecture: str, repetition: int, config: BenchConfig, run_dir: Path,
                      loadgen: Supervisor, stop: StopSignals | None = None) -> dict:
-    settings = {"MODEL_DIR": config.models.resolve(), "MODEL_PROFILE": config.profile, **config.extra_settings}
     log_dir = run_dir / "logs" / f"{architecture}-r{repetition}"
     levels: list[dict] = []
     # Server-Timing headers by whether their step was within the SLO: the breakdown describes
     # the server working normally, not drowning in its own queue.
     timings: dict[bool, list[str]] = {True: [], False: []}
     errors: dict[str, int] = {}
-    with launch(architecture, settings=settings, cpus=config.sut_cpus, log_dir=log_dir) as deployment, \
-            ResourceSampler(deployment.supervisor) as sampler:
+    with targets.open_target(config, architecture, log_dir) as sut:
+        sampler = sut.sampler
         csv_dir = run_dir / "locust" / architecture
-        probe = run_locust(loadgen, deployment.url, PROBE_USERS, 0.0, config.probe_seconds,
+        probe = run_locust(loadgen, sut.url, PROBE_USERS, 0.0, config.probe_seconds,
                            csv_dir / f"r{repetition}-probe", "locust-probe", stop)
         probe_rps = len(probe["requests"]) / max(probe["stopped_at"] - probe["started_at"], 1e-9)
-        targets = ladder_targets(probe_rps, config.ladder)
-        base_targets = list(targets)
+        rates = ladder_targets(probe_rps, config.ladder)
+        base_rates = list(rates)
         progress(f"{architecture} r{repetition}: probe {probe_rps:.0f} req/s closed-loop; "
-                 f"ladder {', '.join(f'{t:g}' for t in targets)} req/s")
+                 f"ladder {', '.join(f'{t:g}' for t in rates)} req/s")
         step = 0
-        while step < len(targets):
-            target = targets[step]
+        while step < len(rates):
+            target = rates[step]
             users = max(MIN_USERS, math.ceil(target / USER_RPS))
             prefix = f"{architecture}/r{repetition}-s{step}"
-            samples = run_locust(loadgen, deployment.url, users, target / users, config.step_seconds,
+            samples = run_locust(loadgen, sut.url, users, target / users, config.step_seconds,
                                  run_dir / "locust" / prefix, f"locust-step{step}", stop)
             level, statuses = summarise_step(samples, target, target / users, sampler, config, repetition, step,
                                              prefix)
@@ -329,26 +356,31 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
                     errors[status] = errors.get(status, 0) + count
             verdict = "within SLO" if level["within_slo"] else "beyond capacity"
             bound = ", LOADGEN-BOUND" if level["loadgen_bound"] else ""
-            progress(f"{architecture} r{repetition} step {step + 1}/{len(targets)}: target {target:g} -> "
+            progress(f"{architecture} r{repetition} step {step + 1}/{len(rates)}: target {target:g} -> "
                      f"{level['achieved_rps']:g} req/s, p99 {level['p99_ms']} ms, errors {level['error_rate']:.2%}, "
                      f"SUT CPU {level['sut_cpu_percent']:.0f}%, Locust CPU {level['loadgen_cpu_percent']:.0f}%"
                      f" -> {verdict}{bound}")
             if level["achieved_rps"] < 0.8 * target:
                 break  # deep in saturation: further steps only add queueing, not information
-            extra = len(targets) - len(base_targets)
-            if step == len(targets) - 1 and level["within_slo"] and extra < MAX_EXTRA_STEPS:
-                targets.append(ladder_targets(target * EXTEND_FACTOR, (1.0,))[0])
+            extra = len(rates) - len(base_rates)
+            if step == len(rates) - 1 and level["within_slo"] and extra < MAX_EXTRA_STEPS:
+                rates.append(ladder_targets(target * EXTEND_FACTOR, (1.0,))[0])
             step += 1
     return {"levels": levels, "timings": timings[True] or timings[False], "processes": sampler.processes(),
-            "errors": errors}
+            "errors": errors, "budget": sut.budget}
 
 
 def assemble(config: BenchConfig, per_arch: dict[str, dict], prices: dict, started: datetime,
              finished: datetime) -> dict:
     budget = {"sut_cpus": config.sut_cpus, "loadgen_cpus": config.loadgen_cpus,
               "sut_vcpus": len(config.sut_cpus), "sut_memory_gib": config.sut_memory_gib}
+    platform_budgets = [c["budget"] for c in per_arch.values() if c.get("budget")]
+    if platform_budgets:
+        # On kind the pods' requests are the budget: the scheduler reserves them whether used or not.
+        budget = {"sut_cpus": None, "loadgen_cpus": config.loadgen_cpus, **platform_budgets[0]}
     architectures = {}
     for name, collected in per_arch.items():
+        arch_budget = {**budget, **(collected.get("budget") or {})}
         levels = collected["levels"]
         by_rep = analysis.capacities_by_repetition(levels, config.slo_p99_ms)
         spread = analysis.summarise_repetitions([by_rep.get(r) for r in range(config.repetitions)])
@@ -361,7 +393,7 @@ def assemble(config: BenchConfig, per_arch: dict[str, dict], prices: dict, start
             "p50_at_capacity_ms": analysis.median_at_capacity(levels, config.slo_p99_ms, "p50_ms"),
             "p99_at_capacity_ms": analysis.median_at_capacity(levels, config.slo_p99_ms, "p99_ms"),
             "cost_per_million_usd": analysis.cost_per_million(spread["median"], cpu_per_1k, peak_rss_total,
-                                                              budget, prices),
+                                                              arch_budget, prices),
             "cpu_seconds_per_1k": cpu_per_1k,
             "levels": levels,
             "stages_ms": stage_breakdown(collected["timings"]),
@@ -380,7 +412,7 @@ def assemble(config: BenchConfig, per_arch: dict[str, dict], prices: dict, start
             "quick": config.quick,
             "repetitions": config.repetitions,
             "slo_p99_ms": config.slo_p99_ms,
-            "target": "local",
+            "target": config.target,
             "cpu_budget": budget,
             "machine": machine_info(),
             "settings": {
@@ -412,13 +444,15 @@ def run(config: BenchConfig, stop: StopSignals | None = None) -> Path:
     clock = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = config.out / f"{stamp}-{config.label}"
+    where = targets.check(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     prices = analysis.load_prices(config.prices)
+    progress(f"target: {where}")
     progress(f"run {run_dir}: {', '.join(config.archs)} x {config.repetitions} repetition(s), "
              f"SUT on CPUs {config.sut_cpus}, Locust on CPUs {config.loadgen_cpus}, SLO p99 {config.slo_p99_ms:g} ms, "
              f"profile {config.profile}{', QUICK' if config.quick else ''}")
-    collected = {arch: {"levels": [], "timings": [], "processes": [], "peak_rss_totals": [], "errors": {}}
-                 for arch in config.archs}
+    collected = {arch: {"levels": [], "timings": [], "processes": [], "peak_rss_totals": [], "errors": {},
+                        "budget": None} for arch in config.archs}
     (run_dir / "locust").mkdir(exist_ok=True)
     (run_dir / "locust" / RECORDS_FILE).write_text(json.dumps(held_out_records()))
     loadgen = Supervisor(log_dir=run_dir / "logs" / "locust", cpus=config.loadgen_cpus)
@@ -434,6 +468,7 @@ def run(config: BenchConfig, stop: StopSignals | None = None) -> Path:
                 entry["peak_rss_totals"].append(sum(p["peak_rss_mb"] for p in outcome["processes"]))
                 for status, count in outcome["errors"].items():
                     entry["errors"][status] = entry["errors"].get(status, 0) + count
+                entry["budget"] = outcome["budget"] or entry["budget"]
     finally:
         loadgen.stop(grace_s=2)
     for entry in collected.values():
@@ -463,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested as reason:
         print(f"\n[bench] {reason}: stopped every process; partial output left in {config.out}", flush=True)
         return 130
+    except targets.TargetUnavailable as missing:
+        print(f"[bench] {missing}", file=sys.stderr, flush=True)
+        return 3
     results = json.loads((run_dir / "results.json").read_text())
     from benchmarks.report import headline
 

@@ -85,6 +85,11 @@ def _client(base_url: str | None):
     return docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
 
 
+def docker_client():
+    """An SDK client for the same engine `engine_available` checks (DOCKER_HOST or the docker context)."""
+    return _client(engine_address()[0])
+
+
 def engine_available() -> tuple[bool, str]:
     """(True, engine version and address) when an engine answers a ping, else (False, what to do)."""
     import docker

@@ -73,3 +73,20 @@ def test_report_regenerates_from_results_alone(tmp_path):
                             text=True, cwd=ROOT, timeout=120, env={**os.environ})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("arguments, needle", [
+    (["--target", "kind", "--archs", "monolith"], "--endpoint and --namespace for monolith"),
+    (["--target", "docker"], "Docker engine"),
+])
+def test_unavailable_targets_fail_fast_with_a_reason(arguments, needle, tmp_path):
+    """Here there is no engine and no cluster; elsewhere the same call would start benchmarking."""
+    from servinglab import images
+
+    if "docker" in arguments and images.engine_available()[0]:
+        pytest.skip("a Docker engine answers on this machine, so the docker target would really run")
+    result = subprocess.run([sys.executable, "-m", "benchmarks.runner", *arguments, "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert needle in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing should be written when the target is unavailable"

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.resources import ResourceSampler
+from benchmarks.resources import CpuSeries, parse_quantity
 from benchmarks.runner import (BenchConfig, ladder_targets, measurement_window, parse_config, percentile,
                                stage_breakdown, summarise_step)
 
 
-class FixedCpuSampler(ResourceSampler):
+class FixedCpuSampler(CpuSeries):
     """A sampler with a pre-recorded CPU series: 0.5 CPU-seconds per wall second."""
 
     def __init__(self):
+        super().__init__()
         self.times = [100.0 + i for i in range(20)]
         self.totals = [0.5 * i for i in range(20)]
 
@@ -95,3 +96,20 @@ def test_config_rejects_unknown_architectures_and_reads_cpu_ranges(monkeypatch):
         parse_config(["--archs", "monolith mainframe"])
     monkeypatch.setenv("SUT_CPUS", "0-1")
     assert parse_config([]).sut_cpus == [0, 1]
+
+
+@pytest.mark.parametrize("text, value", [("250m", 0.25), ("1", 1.0), ("123456789n", 0.123456789), ("1500u", 0.0015),
+                                         ("512Mi", 512 * 2**20), ("1Gi", 2**30), ("2k", 2000.0), ("1e3", 1000.0),
+                                         ("128974848", 128974848.0), ("100M", 1e8)])
+def test_kubernetes_quantities(text, value):
+    assert parse_quantity(text) == pytest.approx(value)
+
+
+def test_kind_endpoints_and_namespaces_are_pairs():
+    parsed = parse_config(["--target", "kind", "--endpoint", "monolith=http://127.0.0.1:30080",
+                           "--namespace", "monolith=servinglab-monolith"])
+    assert parsed.target == "kind"
+    assert parsed.endpoints == {"monolith": "http://127.0.0.1:30080"}
+    assert parsed.namespaces == {"monolith": "servinglab-monolith"}
+    with pytest.raises(SystemExit):
+        parse_config(["--endpoint", "monolith"])
