@@ -220,16 +220,6 @@ cmd_bench() {
       die "${arch} is not deployed: run \`make kind-deploy ARCH=${arch}\` first"
     args+=(--endpoint "${arch}=http://127.0.0.1:$(node_port_of "$arch")" --namespace "${arch}=${namespace}")
   done
-  # The runner measures local processes today; the kind target is its next step (see issue 4).
-  # Until it exists, say so plainly instead of failing on an unknown option.
-  if ! "$PY" -m benchmarks.runner --help 2>/dev/null | grep -q -- '--target'; then
-    EXPORT_LOGS_ON_FAILURE=0
-    echo "[kind] benchmarks.runner has no --target option yet: the kind benchmark needs" >&2
-    echo "[kind]   python -m benchmarks.runner ${args[*]}" >&2
-    echo "[kind] The deployments are up; meanwhile, point Locust at them by hand, e.g." >&2
-    echo "[kind]   .venv/bin/locust -f benchmarks/locustfile.py --host http://127.0.0.1:$(node_port_of "${ARCHS%% *}")" >&2
-    exit 3
-  fi
   say "benchmarking ${ARCHS} on ${CONTEXT}"
   "$PY" -m benchmarks.runner "${args[@]}"
 }
