@@ -13,8 +13,8 @@ import sys
 
 from benchmarks.runner import LOCUSTFILE
 from servinglab.launch import ARCHITECTURES, launch
-from servinglab.supervisor import (ProcessSpec, StartupError, StopRequested, StopSignals, Supervisor, http_ready,
-                                   python_module)
+from servinglab.supervisor import (ProcessSpec, StopSignals, Supervisor, http_ready, python_module,
+                                   run_in_foreground)
 
 
 def _free_port() -> int:
@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="linear")
     args = parser.parse_args(argv)
 
-    stop = StopSignals()
-    try:
+    def serve(stop: StopSignals) -> int:
         with Supervisor() as loadgen, \
                 launch(args.arch, port=args.port, settings={"MODEL_PROFILE": args.profile}) as deployment:
             locust_port = args.locust_port or _free_port()
@@ -45,13 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"Locust web UI at {ui}  (set users and spawn rate there, then Start)\n"
                   "Press Ctrl-C to stop both.", flush=True)
             return stop.serve(deployment.supervisor, loadgen)
-    except StopRequested as reason:
-        print(f"received {reason}; stopped every process", flush=True)
-        return 0
-    except StartupError as error:
-        print(f"start-up failed: {error}", file=sys.stderr)
-        return 1
 
+    return run_in_foreground(serve)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ import sys
 import time
 
 from servinglab.launch import ARCHITECTURES, launch
-from servinglab.supervisor import StartupError, StopRequested, StopSignals
+from servinglab.supervisor import StopSignals, run_in_foreground
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,9 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
 
-    stop = StopSignals()
     started = time.monotonic()
-    try:
+
+    def serve(stop: StopSignals) -> int:
         with launch(args.arch, port=args.port, host=args.host) as deployment:
             pids = deployment.supervisor.pids()
             print(f"{args.arch} ready in {time.monotonic() - started:.1f}s at {deployment.url} "
@@ -29,12 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"-d '{json.dumps({'instances': [EXAMPLE]})}'\n"
                   "Press Ctrl-C to stop.", flush=True)
             return stop.serve(deployment.supervisor)
-    except StopRequested as reason:
-        print(f"received {reason}; stopped every process", flush=True)
-        return 0
-    except StartupError as error:
-        print(f"start-up failed: {error}", file=sys.stderr)
-        return 1
+
+    return run_in_foreground(serve)
 
 
 EXAMPLE = {"island": "Biscoe", "bill_length_mm": 48.6, "bill_depth_mm": 16.0, "flipper_length_mm": 230.0,

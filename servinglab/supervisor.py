@@ -224,5 +224,18 @@ class StopSignals:
                 self.check()
 
 
+def run_in_foreground(body: Callable[[StopSignals], int]) -> int:
+    """Exit code of a foreground command: `body`'s own, 0 after Ctrl-C/SIGTERM, 1 if start-up failed."""
+    stop = StopSignals()
+    try:
+        return body(stop)
+    except StopRequested as reason:
+        print(f"received {reason}; stopped every process", flush=True)
+        return 0
+    except StartupError as error:
+        print(f"start-up failed: {error}", file=sys.stderr)
+        return 1
+
+
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
