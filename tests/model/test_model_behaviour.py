@@ -24,7 +24,7 @@ import pytest
 
 from servinglab import data
 from servinglab.artifact import load_artifact
-from servinglab.pipeline import ServingPipeline
+from servinglab.pipeline import PYTHON_PREPROCESS_MAX_ROWS, ServingPipeline
 from servinglab.schema import CATEGORICAL_FIELDS, CATEGORICAL_NAMES, CLASSES, FIELD_NAMES, NUMERIC_FIELDS, NUMERIC_NAMES
 from servinglab.validation import RawBatch, validate_instances
 
@@ -154,6 +154,18 @@ def test_fast_path_matches_reference_on_edge_cases(profile_model, edge_records):
     assert actual.shape == (len(edge_records), len(CLASSES))
     np.testing.assert_allclose(actual, expected, rtol=0, atol=REFERENCE_TOLERANCE)
     np.testing.assert_allclose(actual.sum(axis=1), 1.0, rtol=0, atol=1e-9)
+
+
+def test_small_batches_take_a_python_path_with_identical_bits(profile_model, edge_records):
+    """Up to PYTHON_PREPROCESS_MAX_ROWS rows, preprocessing runs on Python floats; same operations, same bits."""
+    artifact, pipeline = profile_model
+    assert len(edge_records) > PYTHON_PREPROCESS_MAX_ROWS
+    numpy_path = pipeline.preprocess(validate_instances(edge_records))
+    python_path = np.vstack([pipeline.preprocess(validate_instances([record])) for record in edge_records])
+    np.testing.assert_array_equal(python_path, numpy_path)
+    small = edge_records[:PYTHON_PREPROCESS_MAX_ROWS]
+    expected = artifact.estimator.predict_proba(reference_frame(validate_instances(small)))
+    np.testing.assert_allclose(fast_proba(pipeline, small), expected, rtol=0, atol=REFERENCE_TOLERANCE)
 
 
 # --- Invariances --------------------------------------------------------------------------------
