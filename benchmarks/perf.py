@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from benchmarks import httpload
-from benchmarks.runner import parse_cpus
+from benchmarks.runner import parse_cpus, server_timing_medians
 from servinglab import data
 from servinglab.artifact import load_artifact
 from servinglab.launch import launch
@@ -74,15 +73,6 @@ def measure_stages(models_root: Path) -> dict:
     return result
 
 
-def _hop_p50s(timings: list[str]) -> dict[str, float]:
-    values: dict[str, list[float]] = {}
-    for header in timings:
-        for part in header.split(", "):
-            name, _, duration = part.partition(";dur=")
-            values.setdefault(name, []).append(float(duration))
-    return {name: statistics.median(series) for name, series in values.items()}
-
-
 def measure_http(seconds: float, connections: int, sut_cpus: set[int], loadgen_cpus: set[int]) -> dict:
     body = json.dumps({"instances": data.held_out_records()[:1]}).encode()
     os.sched_setaffinity(0, loadgen_cpus)
@@ -102,7 +92,7 @@ def measure_http(seconds: float, connections: int, sut_cpus: set[int], loadgen_c
             sequential = httpload.run(predict_url, seconds, 1, "POST", body, collect_server_timing=True)
             entry.update(sequential_p50_ms=sequential.percentile_ms(0.5),
                          sequential_p99_ms=sequential.percentile_ms(0.99),
-                         server_timing_p50_ms=_hop_p50s(sequential.server_timings))
+                         server_timing_p50_ms=server_timing_medians(sequential.server_timings))
             results[architecture] = entry
             print(f"[perf] {architecture}: {loaded.rps:.0f} req/s loaded, "
                   f"p50 {entry['sequential_p50_ms']:.2f} ms one at a time", flush=True)

@@ -35,6 +35,7 @@ class CpuSeries:
 
     def __init__(self) -> None:
         self.usage: dict[str, Usage] = {}
+        self.first_cpu: dict[str, float] = {}
         self.times: list[float] = []
         self.totals: list[float] = []
         self._stop = threading.Event()
@@ -48,7 +49,9 @@ class CpuSeries:
         now = time.time()
         for key, (name, cpu, memory_mb) in self.read().items():
             usage = self.usage.setdefault(key, Usage(name))
-            usage.cpu_seconds = max(usage.cpu_seconds, cpu)
+            # CPU spent before a unit's first sample (imports, model loading) is start-up, not load.
+            base = self.first_cpu.setdefault(key, cpu)
+            usage.cpu_seconds = max(usage.cpu_seconds, cpu - base)
             usage.peak_rss_mb = max(usage.peak_rss_mb, memory_mb)
         self.times.append(now)
         self.totals.append(sum(u.cpu_seconds for u in self.usage.values()))
@@ -92,8 +95,6 @@ class ProcessSampler(CpuSeries):
     def __init__(self, supervisor: Supervisor):
         super().__init__()
         self.supervisor = supervisor
-        # CPU spent before the first sample (imports, model loading) is start-up, not load.
-        self.first_cpu: dict[int, float] = {}
 
     def read(self) -> dict[str, tuple[str, float, float]]:
         found = {}
@@ -112,8 +113,7 @@ class ProcessSampler(CpuSeries):
                         rss_mb = process.memory_info().rss / (1 << 20)
                 except psutil.NoSuchProcess:
                     continue
-                base = self.first_cpu.setdefault(process.pid, cpu)
-                found[str(process.pid)] = (name, cpu - base, rss_mb)
+                found[str(process.pid)] = (name, cpu, rss_mb)
         return found
 
 
@@ -123,7 +123,6 @@ class DockerStatsSampler(CpuSeries):
     def __init__(self, containers: list):
         super().__init__()
         self.containers = containers
-        self.first_cpu: dict[str, float] = {}
 
     def read(self) -> dict[str, tuple[str, float, float]]:
         found = {}
@@ -136,8 +135,7 @@ class DockerStatsSampler(CpuSeries):
             memory = stats.get("memory_stats", {})
             # Page cache is reclaimable and not the service's own memory; docker stats subtracts it too.
             used = memory.get("usage", 0) - memory.get("stats", {}).get("inactive_file", 0)
-            base = self.first_cpu.setdefault(container.name, cpu)
-            found[container.name] = (container.name, cpu - base, max(used, 0) / (1 << 20))
+            found[container.name] = (container.name, cpu, max(used, 0) / (1 << 20))
         return found
 
 

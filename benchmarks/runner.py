@@ -32,6 +32,7 @@ from benchmarks import targets
 from benchmarks.resources import CpuSeries
 from servinglab.data import held_out_records
 from servinglab.launch import ARCHITECTURES
+from servinglab.training import git_sha
 from servinglab.supervisor import ProcessSpec, StopRequested, StopSignals, Supervisor
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -185,14 +186,6 @@ def machine_info() -> dict:
     }
 
 
-def git_sha() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return result.stdout.strip() or None if result.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
 def percentile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
@@ -297,14 +290,19 @@ def ladder_targets(probe_rps: float, fractions: tuple[float, ...]) -> list[float
     return sorted(set(targets))
 
 
-def stage_breakdown(timings: list[str]) -> dict[str, float]:
-    """Median milliseconds per Server-Timing metric, folded into the report's categories."""
+def server_timing_medians(headers: list[str]) -> dict[str, float]:
+    """Median milliseconds per metric over `Server-Timing` header values ("pre;dur=0.1, ...")."""
     series: dict[str, list[float]] = {}
-    for header in timings:
+    for header in headers:
         for part in header.split(", "):
             name, _, value = part.partition(";dur=")
             series.setdefault(name, []).append(float(value))
-    medians = {name: statistics.median(values) for name, values in series.items()}
+    return {name: statistics.median(values) for name, values in series.items()}
+
+
+def stage_breakdown(timings: list[str]) -> dict[str, float]:
+    """Median milliseconds per Server-Timing metric, folded into the report's categories."""
+    medians = server_timing_medians(timings)
     stages = {}
     for name in ("pre", "infer", "post"):
         if name in medians:

@@ -88,10 +88,9 @@ def launch(
         "LAB_METRICS_DIR": str(metrics_dir),
         "PYTHONUNBUFFERED": "1",
     }
-    if "LAB_MODEL_DIR" in common_env:
-        common_env["LAB_MODEL_DIR"] = str(Path(common_env["LAB_MODEL_DIR"]).resolve())
-    else:
-        common_env["LAB_MODEL_DIR"] = str(Path(os.environ.get("LAB_MODEL_DIR", "models")).resolve())
+    # Absolute, so children started in another working directory serve the same artifact.
+    model_dir = common_env.get("LAB_MODEL_DIR") or os.environ.get("LAB_MODEL_DIR", "models")
+    common_env["LAB_MODEL_DIR"] = str(Path(model_dir).resolve())
     supervisor = Supervisor(log_dir=log_dir, cpus=cpus)
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]

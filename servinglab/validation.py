@@ -48,11 +48,6 @@ def _echo(value: Any) -> str:
     return _truncate(repr(value))
 
 
-def _echo_name(name: str) -> str:
-    """A client's field name, bare like our own field names, cut short."""
-    return _truncate(name)
-
-
 def validate_predict_request(payload: Any, max_instances: int) -> RawBatch:
     """Check the `{"instances": [...]}` envelope, then every instance against the schema."""
     if not isinstance(payload, dict):
@@ -60,7 +55,7 @@ def validate_predict_request(payload: Any, max_instances: int) -> RawBatch:
                       'The body must be a JSON object of the form {"instances": [...]}.')
     unknown_keys = sorted(set(payload) - {"instances"})
     if unknown_keys:
-        shown = ", ".join(_echo_name(key) for key in unknown_keys[:MAX_LISTED_ERRORS])
+        shown = ", ".join(_truncate(key) for key in unknown_keys[:MAX_LISTED_ERRORS])
         more = f" and {len(unknown_keys) - MAX_LISTED_ERRORS} more" if len(unknown_keys) > MAX_LISTED_ERRORS else ""
         raise Problem(422, "invalid-request", "Invalid request", f"Unknown top-level field(s): {shown}{more}.")
     instances = payload.get("instances")
@@ -96,7 +91,7 @@ def validate_instances(instances: list) -> RawBatch:
             for name in sorted(FIELD_NAMES - record.keys()):
                 fail(index, name, "is required (use null for a missing measurement)")
             for name in sorted(record.keys() - FIELD_NAMES):
-                fail(index, _echo_name(name), "is not a known field")
+                fail(index, _truncate(name), "is not a known field")
             continue
         for field in NUMERIC_FIELDS:
             value = record[field.name]

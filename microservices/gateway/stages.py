@@ -18,7 +18,6 @@ from microservices.convert import batch_to_proto, predictions_from_proto
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
 from microservices.grpc_server import message_size_options
-from servinglab import config as lab_config
 from servinglab.api import PredictOutcome
 from servinglab.problems import Problem, stage_timeout, stage_unavailable
 from servinglab.validation import RawBatch
@@ -38,7 +37,6 @@ def _rpc_problem(stage: str, error: grpc.RpcError, budget_ms: float) -> Problem:
 
 class GrpcBackend:
     def __init__(self, settings: dict[str, Any]):
-        lab_config.require(settings, "PREPROCESS_ADDR", "INFERENCE_ADDR", "POSTPROCESS_ADDR")
         self.addresses = {stage: settings[f"{stage.upper()}_ADDR"] for stage in STAGES}
         self.budget_ms = float(settings["REQUEST_BUDGET_MS"])
         self.ready_timeout_s = float(settings["READY_CHECK_TIMEOUT_MS"]) / 1e3

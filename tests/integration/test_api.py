@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from servinglab.validation import validate_instances
+
 pytestmark = pytest.mark.integration
 
 STAGES = {"monolith": ["validate", "pre", "infer", "post", "total"],
@@ -16,7 +18,7 @@ def test_predict_returns_one_prediction_per_instance_in_order(deployment, http, 
     assert response.status_code == 200
     body = response.json()
     assert [p["species"] for p in body["predictions"]] == [
-        p["species"] for p in pipeline.predict(__import__("servinglab.validation").validation.validate_instances(instances))
+        p["species"] for p in pipeline.predict(validate_instances(instances))
     ]
     first = body["predictions"][0]
     assert set(first) == {"species", "probabilities", "confidence", "uncertain"}
