@@ -18,15 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from microservices.channels import message_size_options, server_credentials
 from microservices.generated.servinglab.v1 import pipeline_pb2
 from servinglab import config as lab_config
 
 log = logging.getLogger(__name__)
-
-
-def message_size_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
-    limit = int(settings["GRPC_MAX_MESSAGE_BYTES"])
-    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
 
 
 def create_server(
@@ -40,6 +36,8 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=int(settings["GRPC_THREADS"])),
         options=[*message_size_options(settings), ("grpc.so_reuseport", 0)],
+        # The bounded queue: beyond this, RESOURCE_EXHAUSTED at once rather than a growing backlog.
+        maximum_concurrent_rpcs=int(settings["GRPC_MAX_CONCURRENT_RPCS"]),
     )
     register(server)
     health_servicer = health.HealthServicer()
@@ -47,7 +45,8 @@ def create_server(
     full_name = pipeline_pb2.DESCRIPTOR.services_by_name[service_name].full_name
     reflection.enable_server_reflection(
         (full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(settings)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     for name in ("", full_name):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ CURRENT_FILE = "CURRENT"
 DEFAULT_MODELS_ROOT = Path("models")
 # Types a penguin pipeline is made of. Anything else inside a model file means it is not ours.
 TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.", "_loss.")
+
+
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class ArtifactError(RuntimeError):
@@ -96,3 +100,25 @@ def load_artifact(location: str | os.PathLike | None = None, profile: str | None
         raise ArtifactError(f"Refusing to load {model_path}: it contains unexpected types {unexpected}.")
     estimator = skops.io.load(model_path, trusted=untrusted)
     return Artifact(path=version_dir, estimator=estimator, metadata=metadata)
+
+
+def sibling_version(served: Path, version: str) -> Path:
+    """The directory of another version of the same profile as `served`, checked to be one.
+
+    The version comes from the network (a gateway asks a stage for it), so it must name a plain
+    directory beside the served one, never a path.
+    """
+    if not VERSION_PATTERN.fullmatch(version):
+        raise ArtifactError(f"{version!r} is not a model version name")
+    candidate = served.parent / version
+    if not (candidate / METADATA_FILE).is_file():
+        raise ArtifactError(f"model version {version} is not in {served.parent}")
+    return candidate
+
+
+def set_current(profile_dir: Path, version: str) -> None:
+    """Point CURRENT at an existing version, atomically: what a rollout flips before restarting."""
+    sibling_version(profile_dir / CURRENT_FILE, version)
+    pointer = profile_dir / (CURRENT_FILE + ".tmp")
+    pointer.write_text(version + "\n")
+    pointer.replace(profile_dir / CURRENT_FILE)

@@ -28,11 +28,30 @@ DEFAULTS: dict[str, Any] = {
     "POSTPROCESS_ADDR": None,
     "REQUEST_BUDGET_MS": 2000,        # deadline for all three hops of one request together
     "READY_CHECK_TIMEOUT_MS": 300,    # per-stage health check behind /readyz
+    # Retries of UNAVAILABLE by gRPC's own retry policy (service config); every stage call is a
+    # pure function of its request, so all are idempotent. Attempts include the first one.
+    "GRPC_RETRY_ATTEMPTS": 3,
+    "GRPC_RETRY_BACKOFF_MS": 20,      # first backoff; doubles per attempt, capped below
+    "GRPC_RETRY_MAX_BACKOFF_MS": 200,
+    # Retry budget (gRPC retryThrottling): each failure costs a token, each success returns
+    # RATIO of one; below half of MAX_TOKENS the channel stops retrying, so a dead stage cannot
+    # turn every request into ATTEMPTS requests (no retry storm).
+    "GRPC_RETRY_MAX_TOKENS": 20,
+    "GRPC_RETRY_TOKEN_RATIO": 0.2,
+    # A channel to a dead stage retries the connection with this backoff at most, so the gateway
+    # recovers within about a second of the stage coming back (gRPC's default cap is 120 s).
+    "GRPC_RECONNECT_MAX_BACKOFF_MS": 1000,
+    # Optional TLS on the gRPC hops: a directory with ca.pem, server.pem, server-key.pem
+    # (`make certs`). Unset means plaintext on loopback.
+    "GRPC_TLS_DIR": None,
     # gRPC servers
     "GRPC_BIND": None,                # host:port; each service has its own default port below
     "GRPC_THREADS": 4,                # concurrent RPCs per service process
     "GRPC_MAX_MESSAGE_BYTES": 8 << 20,  # a full batch of features fits with room to spare
     "GRPC_GRACE_S": 5.0,              # in-flight RPCs get this long after SIGTERM
+    # Bounded queue: RPCs beyond this many in flight (running + waiting for a thread) are refused
+    # at once with RESOURCE_EXHAUSTED, which the gateway turns into a 503, instead of queueing.
+    "GRPC_MAX_CONCURRENT_RPCS": 64,
     "PORT_FILE": None,                # where a server started on port 0 writes its real port
     # HTTP servers (gunicorn)
     "HTTP_BIND": "127.0.0.1:8000",

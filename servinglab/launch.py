@@ -1,37 +1,80 @@
 """Start a whole architecture as real processes through the supervisor.
 
-    with launch("microservices", port=0) as deployment:
+    with launch("microservices", port=0, replicas={"inference": 2}) as deployment:
         requests.post(deployment.url + "/v1/predict", json=...)
+        deployment.rolling_restart("inference")
 
 Ports: the HTTP entry point listens on a socket the launcher binds itself and hands to gunicorn
 (`--bind fd://N`), so port 0 works with no race; gRPC services bind port 0 and report the port
-they got through a file. Parallel runs therefore never collide unless the user picks a port.
+they got through a file. Parallel runs therefore never collide unless the user picks a port. A
+restarted replica binds the port it had before, because the gateway balances over a fixed list
+of addresses (as a Kubernetes headless Service's would be, only static).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servinglab.supervisor import ProcessSpec, Supervisor, file_ready, http_ready, python_module
+import psutil
 
-ARCHITECTURES = ("monolith", "microservices")
+from servinglab.supervisor import ManagedProcess, ProcessSpec, Supervisor, file_ready, http_ready, python_module
+
 STAGE_SERVICES = ("preprocess", "inference", "postprocess")
-APP_TARGETS = {
-    "monolith": "monolith.app:create_app()",
-    "microservices": "microservices.gateway.app:create_app()",
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How one architecture is wired: an HTTP entry point and the gRPC services behind it."""
+
+    app: str                                   # gunicorn app target of the HTTP entry point
+    services: tuple[str, ...] = ()             # gRPC services, started in this order
+    # service -> {setting: other service}: addresses a service needs (chained calls), so a
+    # service is started after the ones it calls.
+    service_upstreams: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # setting of the HTTP entry point -> service whose replicas' addresses it gets.
+    entry_upstreams: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+TOPOLOGIES: dict[str, Topology] = {
+    "monolith": Topology(
+        app="monolith.app:create_app()",
+        description="one gunicorn app running all three stages in process"),
+    "microservices": Topology(
+        app="microservices.gateway.app:create_app()",
+        services=STAGE_SERVICES,
+        entry_upstreams={f"{stage.upper()}_ADDR": stage for stage in STAGE_SERVICES},
+        description="a Flask gateway calling preprocess, inference and postprocess over gRPC"),
 }
+ARCHITECTURES = tuple(TOPOLOGIES)
 
 # One BLAS/OpenMP thread per process: every server here is one of several processes sharing a
 # fixed CPU budget, and a thread pool per process would only add contention on tiny matrices.
 SINGLE_THREADED_MATH = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass
+class Replica:
+    service: str
+    index: int
+    port: int
+    process: ManagedProcess
+    spec: ProcessSpec
+    port_file: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 @dataclass
@@ -41,6 +84,53 @@ class Deployment:
     port: int
     supervisor: Supervisor
     run_dir: Path
+    entry: ManagedProcess | None = None
+    replicas: dict[str, list[Replica]] = field(default_factory=dict)
+    ready_timeout_s: float = 90.0
+
+    # --- faults and rollouts (make chaos, the reliability tests) ---------------------------------
+
+    def kill(self, service: str, index: int = 0, signum: int = signal.SIGKILL) -> None:
+        """Crash a replica without warning: no drain, in-flight calls fail."""
+        os.kill(self.replicas[service][index].process.pid, signum)
+
+    def stop_replica(self, service: str, index: int = 0, grace_s: float = 10.0) -> int:
+        """SIGTERM: the replica reports NOT_SERVING, drains in-flight RPCs, then exits."""
+        replica = self.replicas[service][index]
+        return self.supervisor.stop_one(replica.process, grace_s)
+
+    def start_replica(self, service: str, index: int = 0, env: Mapping[str, str] | None = None) -> Replica:
+        """(Re)start a replica on the port it had, so the gateway's address list stays valid."""
+        replica = self.replicas[service][index]
+        if replica.process.popen.poll() is None:
+            raise RuntimeError(f"{service}[{index}] is still running")
+        self.supervisor.processes[:] = [p for p in self.supervisor.processes if p is not replica.process]
+        replica.port_file.unlink(missing_ok=True)
+        spec_env = {**replica.spec.env, "LAB_GRPC_BIND": replica.address, **(env or {})}
+        replica.spec = ProcessSpec(replica.spec.name, replica.spec.argv, spec_env, ready=file_ready(replica.port_file))
+        replica.process = self.supervisor.start(replica.spec)
+        self.supervisor.wait_ready([replica.process], self.ready_timeout_s)
+        return replica
+
+    def restart_replica(self, service: str, index: int = 0, env: Mapping[str, str] | None = None) -> Replica:
+        self.stop_replica(service, index)
+        return self.start_replica(service, index, env)
+
+    def rolling_restart(self, service: str, env: Mapping[str, str] | None = None) -> None:
+        """One replica at a time, each back and ready before the next goes down."""
+        for index in range(len(self.replicas[service])):
+            self.restart_replica(service, index, env)
+
+    def entry_workers(self) -> list[int]:
+        """PIDs of the gunicorn workers behind the HTTP entry point."""
+        try:
+            return sorted(child.pid for child in psutil.Process(self.entry.pid).children())
+        except psutil.NoSuchProcess:
+            return []
+
+    def reload_workers(self) -> None:
+        """gunicorn's rolling reload: SIGHUP starts new workers, then gracefully stops the old ones."""
+        os.kill(self.entry.pid, signal.SIGHUP)
 
 
 def _settings_env(settings: Mapping[str, Any] | None) -> dict[str, str]:
@@ -66,6 +156,29 @@ def _gunicorn_spec(name: str, app_target: str, sock: socket.socket, url: str, en
     return ProcessSpec(name, argv, env, pass_fds=(sock.fileno(),), ready=http_ready(url + "/readyz"))
 
 
+def _start_services(topology: Topology, supervisor: Supervisor, run_dir: Path, host: str,
+                    common_env: dict[str, str], replicas: Mapping[str, int],
+                    ready_timeout_s: float) -> dict[str, list[Replica]]:
+    started: dict[str, list[Replica]] = {}
+    for service in topology.services:
+        count = int(replicas.get(service, 1))
+        if count < 1:
+            raise ValueError(f"{service} needs at least one replica, not {count}")
+        upstream_env = {f"LAB_{setting}": ",".join(r.address for r in started[other])
+                        for setting, other in topology.service_upstreams.get(service, {}).items()}
+        batch = []
+        for index in range(count):
+            name = service if count == 1 else f"{service}-{index}"
+            port_file = run_dir / f"{name}.port"
+            env = {**common_env, **upstream_env, "LAB_GRPC_BIND": f"{host}:0", "LAB_PORT_FILE": str(port_file)}
+            spec = ProcessSpec(name, python_module(f"microservices.{service}"), env, ready=file_ready(port_file))
+            batch.append((spec, port_file, supervisor.start(spec)))
+        supervisor.wait_ready([process for _, _, process in batch], ready_timeout_s)
+        started[service] = [Replica(service, index, int(port_file.read_text()), process, spec, port_file, host)
+                            for index, (spec, port_file, process) in enumerate(batch)]
+    return started
+
+
 @contextmanager
 def launch(
     architecture: str,
@@ -75,10 +188,16 @@ def launch(
     cpus: Iterable[int] | None = None,
     log_dir: Path | None = None,
     ready_timeout_s: float = 90.0,
+    replicas: Mapping[str, int] | None = None,
 ) -> Iterator[Deployment]:
     """Start `architecture`, yield once /readyz answers 200, stop everything on exit."""
-    if architecture not in ARCHITECTURES:
+    if architecture not in TOPOLOGIES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    topology = TOPOLOGIES[architecture]
+    unknown = sorted(set(replicas or {}) - set(topology.services))
+    if unknown:
+        raise ValueError(f"{architecture} has no service(s) {', '.join(unknown)} to replicate; "
+                         f"it has: {', '.join(topology.services) or 'none'}")
     run_dir = Path(tempfile.mkdtemp(prefix=f"servinglab-{architecture}-"))
     metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
@@ -96,24 +215,16 @@ def launch(
     actual_port = sock.getsockname()[1]
     url = f"http://{host}:{actual_port}"
     try:
+        started = _start_services(topology, supervisor, run_dir, host, common_env, replicas or {}, ready_timeout_s)
         entry_env = dict(common_env)
-        if architecture == "microservices":
-            stages = []
-            for stage in STAGE_SERVICES:
-                port_file = run_dir / f"{stage}.port"
-                env = {**common_env, "LAB_GRPC_BIND": f"{host}:0", "LAB_PORT_FILE": str(port_file)}
-                stages.append(supervisor.start(ProcessSpec(stage, python_module(f"microservices.{stage}"), env,
-                                                           ready=file_ready(port_file))))
-            supervisor.wait_ready(stages, ready_timeout_s)
-            for stage in STAGE_SERVICES:
-                stage_port = int((run_dir / f"{stage}.port").read_text())
-                entry_env[f"LAB_{stage.upper()}_ADDR"] = f"{host}:{stage_port}"
-        name = "gunicorn-" + ("gateway" if architecture == "microservices" else "monolith")
-        entry = supervisor.start(_gunicorn_spec(name, APP_TARGETS[architecture], sock, url, entry_env))
+        for setting, service in topology.entry_upstreams.items():
+            entry_env[f"LAB_{setting}"] = ",".join(replica.address for replica in started[service])
+        name = "gunicorn-" + ("monolith" if architecture == "monolith" else "gateway")
+        entry = supervisor.start(_gunicorn_spec(name, topology.app, sock, url, entry_env))
         # gunicorn has its own copy of the listening socket now; ours would only keep the port busy.
         sock.close()
         supervisor.wait_ready([entry], ready_timeout_s)
-        yield Deployment(architecture, url, actual_port, supervisor, run_dir)
+        yield Deployment(architecture, url, actual_port, supervisor, run_dir, entry, started, ready_timeout_s)
     finally:
         sock.close()
         supervisor.stop()

@@ -155,6 +155,23 @@ class Supervisor:
                 continue
         return pids
 
+    def stop_one(self, process: ManagedProcess, grace_s: float = 10.0) -> int:
+        """Gracefully stop one child (SIGTERM, then SIGKILL after `grace_s`), forget it, return its code."""
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGTERM)
+            try:
+                process.popen.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        code = process.popen.wait()
+        if process in self.processes:
+            self.processes.remove(process)
+        return code
+
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM in reverse start order (entry point first), then SIGKILL whatever is left."""
         live = [p for p in reversed(self.processes) if p.popen.poll() is None]

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from microservices.channels import MODEL_VERSION_TRAILER
 from microservices.convert import matrix_from_proto, matrix_to_proto, model_ref
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
@@ -26,7 +27,9 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     def Predict(self, request: pb.InferenceRequest, context: grpc.ServicerContext) -> pb.InferenceResponse:
         if request.expected_version and request.expected_version != self.model.version:
-            # Features computed for another model version would be silently wrong here.
+            # Features computed for another model version would be silently wrong here. The
+            # trailer tells the gateway which version to preprocess for instead.
+            context.set_trailing_metadata(((MODEL_VERSION_TRAILER, self.model.version),))
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"features are for model {request.expected_version}, this server has {self.model.version}")
         try:

@@ -1,0 +1,111 @@
+"""Client channels to stage services: the one place that says how a call is balanced and retried.
+
+Every stage call is a pure function of its request, so all are idempotent and safe to retry.
+The policy, all from settings in `servinglab.config`:
+- **Deadline**: the caller passes what is left of the request budget; retries and backoff spend
+  the same deadline, so a retry can never make a request outlive its budget.
+- **Retries**: only `UNAVAILABLE` (the call never reached a live server: a replica stopped or
+  died, a connection dropped), at most `GRPC_RETRY_ATTEMPTS` attempts with exponential backoff,
+  by gRPC's own retry policy in the service config, not a hand-written loop.
+- **Retry budget**: gRPC's `retryThrottling`; when most calls fail, retrying stops, so a dead
+  stage costs one attempt per request rather than three.
+- **Balancing**: `round_robin` over every address in a comma-separated list (local replicas) or
+  every address a DNS name resolves to (a Kubernetes headless Service); a replica that is down is
+  skipped until it reconnects.
+- **Reconnects**: backoff capped at `GRPC_RECONNECT_MAX_BACKOFF_MS`, so a restarted stage is used
+  again within about a second, without restarting the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from microservices.generated.servinglab.v1 import pipeline_pb2
+
+# Trailing metadata of a FAILED_PRECONDITION from Inference.Predict: the version it serves.
+MODEL_VERSION_TRAILER = "lab-model-version"
+
+STAGE_SERVICE_NAMES = [service.full_name for service in pipeline_pb2.DESCRIPTOR.services_by_name.values()]
+
+
+def message_size_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    limit = int(settings["GRPC_MAX_MESSAGE_BYTES"])
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def service_config(settings: dict[str, Any]) -> dict:
+    backoff_s = float(settings["GRPC_RETRY_BACKOFF_MS"]) / 1e3
+    max_backoff_s = float(settings["GRPC_RETRY_MAX_BACKOFF_MS"]) / 1e3
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{
+            "name": [{"service": name} for name in [*STAGE_SERVICE_NAMES, "grpc.health.v1.Health"]],
+            "retryPolicy": {
+                "maxAttempts": int(settings["GRPC_RETRY_ATTEMPTS"]),
+                "initialBackoff": f"{backoff_s:.3f}s",
+                "maxBackoff": f"{max_backoff_s:.3f}s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }],
+        "retryThrottling": {
+            "maxTokens": int(settings["GRPC_RETRY_MAX_TOKENS"]),
+            "tokenRatio": float(settings["GRPC_RETRY_TOKEN_RATIO"]),
+        },
+    }
+
+
+def channel_target(addresses: str) -> str:
+    """`host:port` or a comma-separated list of `ip:port` replicas, as a gRPC target."""
+    parts = [part.strip() for part in addresses.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("no stage address given")
+    if len(parts) == 1:
+        return parts[0]
+    # A static list needs the ipv4 resolver: the DNS one takes a single name.
+    return "ipv4:" + ",".join(parts)
+
+
+def channel_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    reconnect_ms = int(settings["GRPC_RECONNECT_MAX_BACKOFF_MS"])
+    return [
+        *message_size_options(settings),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(service_config(settings))),
+        ("grpc.initial_reconnect_backoff_ms", min(100, reconnect_ms)),
+        ("grpc.min_reconnect_backoff_ms", min(100, reconnect_ms)),
+        ("grpc.max_reconnect_backoff_ms", reconnect_ms),
+    ]
+
+
+def tls_files(settings: dict[str, Any]) -> Path | None:
+    directory = settings.get("GRPC_TLS_DIR")
+    if not directory:
+        return None
+    path = Path(directory)
+    missing = [name for name in ("ca.pem", "server.pem", "server-key.pem") if not (path / name).is_file()]
+    if missing:
+        raise RuntimeError(f"LAB_GRPC_TLS_DIR={path} lacks {', '.join(missing)}; create them with `make certs`")
+    return path
+
+
+def open_channel(addresses: str, settings: dict[str, Any]) -> grpc.Channel:
+    target = channel_target(addresses)
+    options = channel_options(settings)
+    tls_dir = tls_files(settings)
+    if tls_dir is None:
+        return grpc.insecure_channel(target, options=options)
+    credentials = grpc.ssl_channel_credentials(root_certificates=(tls_dir / "ca.pem").read_bytes())
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def server_credentials(settings: dict[str, Any]) -> grpc.ServerCredentials | None:
+    tls_dir = tls_files(settings)
+    if tls_dir is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [((tls_dir / "server-key.pem").read_bytes(), (tls_dir / "server.pem").read_bytes())])
