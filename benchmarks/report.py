@@ -106,6 +106,9 @@ class Table:
 @dataclass
 class Chart:
     spec: ChartSpec
+    # What `spec.draw` is given; None means the report's own results. Other reports (chaos,
+    # sweeps) reuse these blocks and renderers with data of their own.
+    data: Mapping[str, Any] | None = None
 
 
 Block = Heading | Paragraph | Bullets | Table | Chart
@@ -680,7 +683,7 @@ def _md_table(table: Table) -> str:
     return "\n".join(lines)
 
 
-def _render_markdown_blocks(blocks: Sequence[Block], chart_dir: str) -> str:
+def render_markdown_blocks(blocks: Sequence[Block], chart_dir: str) -> str:
     parts = []
     for block in blocks:
         if isinstance(block, Heading):
@@ -703,12 +706,12 @@ def _render_markdown_blocks(blocks: Sequence[Block], chart_dir: str) -> str:
 
 def render_markdown(results: Mapping[str, Any], chart_dir: str = CHARTS_DIR) -> str:
     """The full report as Markdown; charts are referenced as ``{chart_dir}/<key>.png``."""
-    return _render_markdown_blocks(_build_report(results), chart_dir)
+    return render_markdown_blocks(_build_report(results), chart_dir)
 
 
 def summary_markdown(results: Mapping[str, Any]) -> str:
     """Headline, summary table and ratios as Markdown (used by the notebook)."""
-    return _render_markdown_blocks(_summary_blocks(results), CHARTS_DIR)
+    return render_markdown_blocks(_summary_blocks(results), CHARTS_DIR)
 
 
 # --- HTML --------------------------------------------------------------------------------------
@@ -782,8 +785,13 @@ def _html_chart(spec: ChartSpec, results: Mapping[str, Any]) -> str:
 
 def render_html(results: Mapping[str, Any]) -> str:
     """The full report as one self-contained HTML page (inline CSS, charts embedded as SVG)."""
+    return render_html_page(_build_report(results), _title(results), results)
+
+
+def render_html_page(blocks: Sequence[Block], title: str, results: Mapping[str, Any]) -> str:
+    """Any list of blocks as one self-contained page; charts without data of their own draw `results`."""
     parts = []
-    for block in _build_report(results):
+    for block in blocks:
         if isinstance(block, Heading):
             parts.append(f"<h{block.level}>{_inline_html(block.text)}</h{block.level}>")
         elif isinstance(block, Paragraph):
@@ -794,12 +802,12 @@ def render_html(results: Mapping[str, Any]) -> str:
         elif isinstance(block, Table):
             parts.append(_html_table(block))
         elif isinstance(block, Chart):
-            parts.append(_html_chart(block.spec, results))
+            parts.append(_html_chart(block.spec, results if block.data is None else block.data))
     body = "\n".join(parts)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(_title(results))}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
     )
 
