@@ -13,6 +13,9 @@ LOCUST_PORT ?= 8089
 # make bench reads these from the environment: ARCHS, REPS, QUICK, SLO_MS, SUT_CPUS, LOADGEN_CPUS,
 # SUT_MEMORY_GIB, PROFILE, STEP_SECONDS, LABEL, PRICES, TARGET=local|docker|kind, IMAGE (benchmarks/runner.py).
 export ARCHS REPS QUICK SLO_MS SUT_CPUS LOADGEN_CPUS SUT_MEMORY_GIB PROFILE STEP_SECONDS LABEL PRICES TARGET IMAGE
+# Experiment knobs (table: benchmarks/knobs.py; `make help` lists them) and make bench-sweep's SWEEP, SWEEP_VALUES.
+export RATE USERS PHASE_SECONDS
+export CACHE CACHE_PLACEMENT CACHE_RATE BATCHING BATCH_MAX_SIZE BATCH_MAX_WAIT_MS REPLICAS HOP_DELAY_MS SWEEP SWEEP_VALUES
 
 PY := $(VENV)/bin/python
 STAMPS := .stamps
@@ -29,14 +32,15 @@ TRAINING_SOURCES := servinglab/data.py servinglab/estimators.py servinglab/train
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m [VAR=value]\n"} \
 	  /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
-	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } \
+	  /^## / { printf "  %s\n", substr($$0, 4) }' $(MAKEFILE_LIST)
 
 .PHONY: test
 test: bootstrap ## Run the whole test suite (bootstraps venv, protos and models first)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: run
-run: bootstrap ## Serve ARCH=monolith|microservices on PORT (default 8000) until Ctrl-C
+run: bootstrap ## Serve ARCH=monolith|microservices|split|chained on PORT (default 8000) until Ctrl-C
 	$(PY) -m servinglab.run --arch $(ARCH) --port $(PORT)
 
 .PHONY: dev
@@ -46,6 +50,18 @@ dev: bootstrap ## Flask development server with auto-reload (monolith, for live 
 .PHONY: bench
 bench: bootstrap ## Benchmark ARCHS under Locust at an equal CPU budget; QUICK=1 for a <90 s classroom run
 	$(PY) -m benchmarks.runner
+
+.PHONY: chaos
+chaos: bootstrap ## Kill, restart, roll and roll out under steady load (ARCHS, RATE=40, PHASE_SECONDS=8); blast-radius report
+	$(PY) -m benchmarks.chaos
+
+.PHONY: certs
+certs: $(INSTALLED) ## Self-signed CA + server certificate in certs/ for TLS on the gRPC hops (LAB_GRPC_TLS_DIR=certs)
+	$(PY) -m servinglab.certs certs
+
+.PHONY: bench-sweep
+bench-sweep: bootstrap ## Vary one knob (SWEEP=profile|hop_delay_ms|cache_rate|...; SWEEP_VALUES=...), chart the crossover
+	$(PY) -m benchmarks.sweep
 
 .PHONY: report
 report: $(INSTALLED) ## Regenerate report.md/report.html of RUN=<reports/dir> from its results.json
@@ -59,6 +75,17 @@ demo: bootstrap ## Serve ARCH on PORT plus the Locust web UI on LOCUST_PORT, for
 .PHONY: perf
 perf: bootstrap ## Check the performance targets (stage microseconds, HTTP overhead, hop cost)
 	$(PY) -m benchmarks.perf
+
+##@ Experiment knobs: make bench VAR=value (or bench-sweep SWEEP=<lower-case name>); defaults first
+## ARCHS=monolith microservices [split chained]   topologies to compare
+## PROFILE=linear|boosting|forest                 model profile (heavier model, same hops)
+## CACHE=none|local|redis                         prediction cache in the servers
+## CACHE_PLACEMENT=gateway|inference              where microservices cache (with CACHE on)
+## CACHE_RATE=0..1                                share of requests repeating earlier inputs (Zipf-like)
+## BATCHING=off|on                                micro-batch the model call (8 threads per worker)
+## BATCH_MAX_SIZE=N, BATCH_MAX_WAIT_MS=MS         batch limits (with BATCHING=on)
+## REPLICAS=inference=2[,preprocess=2]            replicas per gRPC service, same CPUs
+## HOP_DELAY_MS=0                                 network delay added per hop between services
 
 ##@ Building blocks
 

@@ -13,8 +13,14 @@ import sys
 
 from benchmarks.runner import LOCUSTFILE
 from servinglab.launch import ARCHITECTURES, launch
-from servinglab.supervisor import (ProcessSpec, StopSignals, Supervisor, http_ready, python_module,
-                                   run_in_foreground)
+from servinglab.supervisor import (
+    ProcessSpec,
+    StopSignals,
+    Supervisor,
+    http_ready,
+    python_module,
+    run_in_foreground,
+)
 
 
 def _free_port() -> int:

@@ -26,6 +26,12 @@ from locust import FastHttpUser, constant, events, task
 USER_RPS = float(os.environ.get("LAB_BENCH_USER_RPS", "0"))
 SAMPLES_PATH = os.environ.get("LAB_BENCH_SAMPLES")
 RECORDS_PATH = os.environ.get("LAB_BENCH_RECORDS")
+# make chaos: also keep which model version answered each request (costs a JSON parse per answer).
+RECORD_VERSIONS = os.environ.get("LAB_BENCH_RECORD_VERSIONS", "") not in ("", "0")
+# Set: the cache experiment's workload (benchmarks.workload), this share of requests repeating
+# earlier inputs; unset: uniformly random held-out birds, as before.
+CACHE_RATE = os.environ.get("LAB_BENCH_CACHE_RATE")
+SEED = int(os.environ.get("LAB_BENCH_SEED", "0"))
 
 
 def _records() -> list[dict]:
@@ -40,10 +46,21 @@ def _records() -> list[dict]:
 
 
 # Bodies are serialised once: building JSON per request would cost the load generator CPU.
-BODIES = [json.dumps({"instances": [record]}).encode() for record in _records()]
+RECORDS = _records()
+BODIES = [json.dumps({"instances": [record]}).encode() for record in RECORDS]
 HEADERS = {"Content-Type": "application/json"}
 # Same request mix in every run; which user sends which body still depends on scheduling.
-random.seed(int(os.environ.get("LAB_BENCH_SEED", "0")))
+random.seed(SEED)
+if CACHE_RATE not in (None, ""):
+    from benchmarks.workload import DEFAULT_ZIPF_S, Workload
+
+    # One sequence shared by every user of this process, so "earlier" means earlier in time.
+    WORKLOAD = Workload(RECORDS, float(CACHE_RATE), SEED,
+                        float(os.environ.get("LAB_BENCH_ZIPF_S", DEFAULT_ZIPF_S)))
+    next_body = WORKLOAD.__next__
+else:
+    def next_body() -> bytes:
+        return random.choice(BODIES)
 
 
 class Recorder:
@@ -52,6 +69,7 @@ class Recorder:
         # One row per completed request: start time (epoch s), latency (ms), status (0 = no answer)
         self.requests: list[tuple[float, float, int]] = []
         self.server_timings: list[str] = []
+        self.versions: list[str] = []  # parallel to `requests` when RECORD_VERSIONS
         self.started_at = self.stopped_at = 0.0
         self.cpu_started = self.cpu_stopped = 0.0
 
@@ -69,6 +87,8 @@ class Recorder:
             return
         status = (getattr(response, "status_code", 0) or 0) if exception is None or response is not None else 0
         self.requests.append((start_time, response_time, status if exception is None else (status or 0)))
+        if RECORD_VERSIONS:
+            self.versions.append(_answering_version(response) if exception is None else "")
         if exception is None:
             timing = response.headers.get("Server-Timing")
             if timing:
@@ -81,8 +101,17 @@ class Recorder:
             "cpu_seconds": self.cpu_stopped - self.cpu_started,
             "requests": self.requests, "server_timings": self.server_timings,
         }
+        if RECORD_VERSIONS:
+            document["versions"] = self.versions
         with open(path, "w") as handle:
             json.dump(document, handle)
+
+
+def _answering_version(response) -> str:
+    try:
+        return json.loads(response.content)["model"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 recorder = Recorder()
@@ -132,4 +161,4 @@ class PenguinUser(FastHttpUser):
 
     @task
     def predict(self) -> None:
-        self.client.post("/v1/predict", data=random.choice(BODIES), headers=HEADERS)
+        self.client.post("/v1/predict", data=next_body(), headers=HEADERS)

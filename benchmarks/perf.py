@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         stages = measure_stages(args.models)
     http = measure_http(args.seconds, args.connections, sut, loadgen)
     result = {
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "settings": {"seconds": args.seconds, "connections": args.connections, "sut_cpus": sorted(sut),
                      "loadgen_cpus": sorted(loadgen)},

@@ -25,7 +25,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from benchmarks import analysis, plots
+from benchmarks import analysis, knobs, plots
 
 RESULTS_FILE = "results.json"
 CHARTS_DIR = "charts"
@@ -468,7 +468,7 @@ def _level_table(results: Mapping[str, Any], name: str) -> Table:
             "Status",
         ],
         rows=rows,
-        numeric_columns=set(range(0, 11)),
+        numeric_columns=set(range(11)),
         row_styles=styles,
     )
 
@@ -602,6 +602,82 @@ def _machine_blocks(results: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
+def _knob_blocks(results: Mapping[str, Any]) -> list[Block]:
+    """Every knob with its value and default; old results without knobs show none."""
+    recorded = results["run"].get("knobs")
+    if not recorded:
+        return []
+    rows, styles = [], []
+    for knob in knobs.KNOBS:
+        if knob.key not in recorded:
+            continue
+        changed = not knob.is_default(recorded[knob.key])
+        rows.append([knob.variable, knob.show(recorded[knob.key]), knob.show(knob.default), knob.summary])
+        styles.append("capacity" if changed else "")  # the bold row style
+    return [
+        Table(["Knob (make variable)", "Value", "Default", "What it sets"], rows, row_styles=styles),
+        Paragraph("Knobs in bold differ from their default; “What this run varies” explains them. "
+                  "`make help` and the README list every knob.", style="note"),
+    ]
+
+
+def _hit_rate(arch: Mapping[str, Any]) -> str:
+    cache = arch.get("cache")
+    if not cache or cache["hit_rate"] is None:
+        return MISSING
+    return _percent(100 * cache["hit_rate"], 1)
+
+
+def _cache_table(results: Mapping[str, Any]) -> Table | None:
+    """Hit rate next to what it bought, per architecture; None when no cache was on."""
+    architectures = results["architectures"]
+    placed = {name: (arch.get("applied") or {}).get("cache_location") for name, arch in architectures.items()}
+    if not any(placed.values()) and not any(arch.get("cache") for arch in architectures.values()):
+        return None
+    rows = []
+    for name, arch in architectures.items():
+        cache = arch.get("cache") or {}
+        lookups = cache.get("hits", 0) + cache.get("misses", 0)
+        rows.append([
+            name,
+            placed[name] or MISSING,
+            _hit_rate(arch),
+            f"{lookups:,}" if cache else MISSING,
+            _rps(arch["capacity_rps"]),
+            _ms(arch["p99_at_capacity_ms"]),
+            _usd(arch["cost_per_million_usd"]["provisioned"]),
+            _usd(arch["cost_per_million_usd"]["consumed"]),
+        ])
+    return Table(["Architecture", "Cache sits at", "Hit rate", "Lookups", "Capacity (req/s)",
+                  "p99 at capacity (ms)", "Provisioned $ per million", "Consumed $ per million"],
+                 rows, numeric_columns={2, 3, 4, 5, 6, 7})
+
+
+def _experiment_blocks(results: Mapping[str, Any]) -> list[Block]:
+    """One paragraph per knob away from its default, and the cache's numbers if it was on."""
+    paragraphs = knobs.explanations(results)
+    if not paragraphs:
+        return []
+    blocks: list[Block] = [Heading(2, "What this run varies")]
+    for knob, text in paragraphs:
+        value = results["run"]["knobs"][knob.key]
+        blocks += [Heading(3, f"{knob.variable}={knob.show(value)}"), Paragraph(text)]
+    table = _cache_table(results)
+    if table is not None:
+        blocks += [
+            Heading(3, "Cache hits"),
+            table,
+            Paragraph("Hit rate = hits ÷ (hits + misses) over the load steps (not the warm-up probe), "
+                      "counted by the servers' own cache counters (`/metrics`) or, "
+                      "failing those, by the `cache` entries of the responses' Server-Timing header. "
+                      "“n/a”: the servers reported no lookups.", style="note"),
+        ]
+    blocks.append(Paragraph(
+        "One run shows one setting. To see a knob's effect, compare with a run at its default, or let "
+        "`make bench-sweep SWEEP=<knob>` run several values and mark where the winner changes.", style="note"))
+    return blocks
+
+
 def _prices_blocks(results: Mapping[str, Any]) -> list[Block]:
     prices = results["run"]["prices"]
     return [
@@ -644,6 +720,7 @@ def _build_report(results: Mapping[str, Any]) -> list[Block]:
     if run["quick"]:
         intro += " This was a quick run: see the caveats before using its numbers."
     blocks: list[Block] = [Heading(1, _title(results)), Paragraph(intro), *_summary_blocks(results)]
+    blocks += _experiment_blocks(results)
     blocks.append(Heading(2, "Charts"))
     for spec in CHARTS:
         blocks += [Heading(3, spec.title), Chart(spec), Paragraph(spec.how_to_read, style="note")]
@@ -662,7 +739,7 @@ def _build_report(results: Mapping[str, Any]) -> list[Block]:
     for name in results["architectures"]:
         blocks += [Heading(3, name), _level_table(results, name)]
     blocks += [Heading(2, "Caveats"), Bullets(_caveats(results))]
-    blocks += [Heading(2, "Machine and settings"), *_machine_blocks(results)]
+    blocks += [Heading(2, "Machine and settings"), *_machine_blocks(results), *_knob_blocks(results)]
     blocks += [Heading(2, "Prices"), *_prices_blocks(results)]
     return blocks
 

@@ -7,6 +7,10 @@ target rates around that estimate, one headless Locust run per step pinned to LO
 step we record latency percentiles, errors, the SUT's CPU (psutil over the process tree) and
 Locust's own CPU. Results go to reports/<timestamp>-<label>/results.json, with report.md,
 report.html and Locust's CSVs beside it; reports/latest points at the newest run.
+
+Experiment knobs (CACHE, BATCHING, REPLICAS, HOP_DELAY_MS, ...) come from the table in
+`benchmarks/knobs.py`, which says how each one reaches the servers, the launcher or Locust; the
+runner records their values, what each architecture got, and the cache hit rate it saw.
 """
 
 from __future__ import annotations
@@ -16,24 +20,24 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
 
 import psutil
+import requests
 
-from benchmarks import analysis
-from benchmarks import targets
+from benchmarks import analysis, knobs, targets
 from benchmarks.resources import CpuSeries
 from servinglab.data import held_out_records
-from servinglab.launch import ARCHITECTURES
-from servinglab.training import git_sha
 from servinglab.supervisor import ProcessSpec, StopRequested, StopSignals, Supervisor
+from servinglab.training import git_sha
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RECORDS_FILE = "records.json"  # the held-out birds the load generator sends, beside the Locust CSVs
@@ -53,6 +57,7 @@ EXTEND_FACTOR = 1.15
 MAX_EXTRA_STEPS = 3
 MIN_USERS = 4
 PROBE_USERS = 32
+METRICS_FLUSH_WAIT_S = 1.2
 
 
 @dataclass
@@ -77,6 +82,7 @@ class BenchConfig:
     namespaces: dict[str, str] = field(default_factory=dict)  # kind: architecture -> namespace
     image: str | None = None                                  # docker: image reference to run
     extra_settings: dict = field(default_factory=dict)
+    knobs: dict = field(default_factory=knobs.defaults)  # knob key -> value (benchmarks/knobs.py)
 
     @property
     def ladder(self) -> tuple[float, ...]:
@@ -98,14 +104,12 @@ def parse_cpus(text: str) -> list[int]:
 def parse_config(argv: list[str] | None = None) -> BenchConfig:
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default=env.get("ARCHS") or "monolith microservices")
     parser.add_argument("--reps", type=int, default=int(env.get("REPS") or 0))
     parser.add_argument("--quick", action="store_true", default=env.get("QUICK", "") not in ("", "0"))
     parser.add_argument("--slo-ms", type=float, default=float(env.get("SLO_MS") or 50))
     parser.add_argument("--sut-cpus", default=env.get("SUT_CPUS") or "0")
     parser.add_argument("--loadgen-cpus", default=env.get("LOADGEN_CPUS") or "1")
     parser.add_argument("--sut-memory-gib", type=float, default=float(env.get("SUT_MEMORY_GIB") or 2))
-    parser.add_argument("--profile", default=env.get("PROFILE") or "linear")
     parser.add_argument("--step-seconds", type=float, default=float(env.get("STEP_SECONDS") or 0))
     parser.add_argument("--probe-seconds", type=float, default=float(env.get("PROBE_SECONDS") or 0))
     parser.add_argument("--label", default=env.get("LABEL") or "")
@@ -119,24 +123,31 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--namespace", action="append", default=[], metavar="ARCH=NAMESPACE",
                         help="kind: the namespace of an architecture's pods (repeat per architecture)")
     parser.add_argument("--image", default=env.get("IMAGE") or None, help="docker: image to run")
+    for knob in knobs.KNOBS:
+        parser.add_argument(knob.option, dest=f"knob_{knob.key}", default=env.get(knob.variable), metavar=knob.values,
+                            help=f"{knob.summary} (env {knob.variable}; default {knob.show(knob.default)})")
     args = parser.parse_args(argv)
-    archs = args.archs.replace(",", " ").split()
-    unknown = [a for a in archs if a not in ARCHITECTURES]
-    if unknown:
-        parser.error(f"unknown architecture(s) {unknown}; choose from {', '.join(ARCHITECTURES)}")
+    try:
+        values = knobs.parse_all({knob.key: getattr(args, f"knob_{knob.key}") for knob in knobs.KNOBS})
+        warnings = knobs.validate(values)
+        knobs.check_available(values)
+    except knobs.KnobError as problem:
+        parser.error(str(problem))
+    for warning in warnings:
+        print(f"[bench] warning: {warning}", flush=True)
     sut, loadgen = parse_cpus(args.sut_cpus), parse_cpus(args.loadgen_cpus)
     if set(sut) & set(loadgen):
         print(f"[bench] warning: SUT_CPUS {sut} and LOADGEN_CPUS {loadgen} overlap; "
               "the load generator will steal CPU from the system under test", flush=True)
     return BenchConfig(
-        archs=archs,
+        archs=list(values["archs"]),
         repetitions=args.reps or (1 if args.quick else 2),
         quick=args.quick,
         slo_p99_ms=args.slo_ms,
         sut_cpus=sut,
         loadgen_cpus=loadgen,
         sut_memory_gib=args.sut_memory_gib,
-        profile=args.profile,
+        profile=values["profile"],
         step_seconds=args.step_seconds or (4.0 if args.quick else 7.0),
         probe_seconds=args.probe_seconds or (4.0 if args.quick else 5.0),
         label=args.label or ("quick" if args.quick else "default"),
@@ -148,6 +159,7 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
         endpoints=_pairs(parser, args.endpoint, "--endpoint"),
         namespaces=_pairs(parser, args.namespace, "--namespace"),
         image=args.image,
+        knobs=values,
     )
 
 
@@ -189,12 +201,18 @@ def machine_info() -> dict:
 def percentile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
-    return ordered[min(int(math.ceil(q * len(ordered))) - 1, len(ordered) - 1)] if q > 0 else ordered[0]
+    return ordered[min(math.ceil(q * len(ordered)) - 1, len(ordered) - 1)] if q > 0 else ordered[0]
 
 
 def run_locust(loadgen: Supervisor, url: str, users: int, user_rps: float, seconds: float,
-               csv_prefix: Path, name: str, stop: StopSignals | None = None) -> dict:
-    """One headless Locust run; returns what the locustfile's recorder measured."""
+               csv_prefix: Path, name: str, stop: StopSignals | None = None,
+               extra_env: dict[str, str] | None = None, seed: int = 0) -> dict:
+    """One headless Locust run; returns what the locustfile's recorder measured.
+
+    `seed` fixes the request sequence. Give every run of one deployment its own: with CACHE_RATE
+    the workload's new inputs derive from it, and a cache outliving a step must not find the next
+    step's new inputs already cached.
+    """
     samples_path = csv_prefix.with_suffix(".samples.json")
     csv_prefix.parent.mkdir(parents=True, exist_ok=True)
     # Locust takes whole seconds only. Users spawn within a tenth of a second (their random
@@ -204,7 +222,8 @@ def run_locust(loadgen: Supervisor, url: str, users: int, user_rps: float, secon
             "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING",
             "--exit-code-on-error", "0", "--stop-timeout", "2"]
     env = {"LAB_BENCH_USER_RPS": str(user_rps), "LAB_BENCH_SAMPLES": str(samples_path),
-           "LAB_BENCH_RECORDS": str(csv_prefix.parents[1] / RECORDS_FILE)}
+           "LAB_BENCH_RECORDS": str(csv_prefix.parents[1] / RECORDS_FILE), "LAB_BENCH_SEED": str(seed),
+           **(extra_env or {})}
     process = loadgen.start(ProcessSpec(name, argv, env))
     while True:
         try:
@@ -219,6 +238,12 @@ def run_locust(loadgen: Supervisor, url: str, users: int, user_rps: float, secon
     samples = json.loads(samples_path.read_text())
     samples_path.unlink()
     return samples
+
+
+def locust_seed(repetition: int, step: int | None) -> int:
+    """Distinct per Locust run of a repetition (None = the probe), the same for every architecture,
+    so they all get the same request sequences."""
+    return 1000 * repetition + (0 if step is None else step + 1)
 
 
 def measurement_window(samples: dict, user_rps: float) -> list[tuple[float, float, int]]:
@@ -285,19 +310,107 @@ def ladder_targets(probe_rps: float, fractions: tuple[float, ...]) -> list[float
     targets = []
     for fraction in fractions:
         raw = max(probe_rps * fraction, 1.0)
-        magnitude = 10 ** max(int(math.floor(math.log10(raw))) - 1, 0)
+        magnitude = 10 ** max(math.floor(math.log10(raw)) - 1, 0)
         targets.append(float(round(raw / magnitude) * magnitude))
     return sorted(set(targets))
+
+
+def server_timing_entries(header: str) -> list[tuple[str, dict[str, str]]]:
+    """`pre;dur=0.1, cache;desc="hit"` -> [("pre", {"dur": "0.1"}), ("cache", {"desc": "hit"})]."""
+    entries = []
+    for part in header.split(","):
+        name, *params = (piece.strip() for piece in part.split(";"))
+        if not name:
+            continue
+        fields = {}
+        for param in params:
+            key, _, value = param.partition("=")
+            fields[key.strip().lower()] = value.strip().strip('"')
+        entries.append((name, fields))
+    return entries
 
 
 def server_timing_medians(headers: list[str]) -> dict[str, float]:
     """Median milliseconds per metric over `Server-Timing` header values ("pre;dur=0.1, ...")."""
     series: dict[str, list[float]] = {}
     for header in headers:
-        for part in header.split(", "):
-            name, _, value = part.partition(";dur=")
-            series.setdefault(name, []).append(float(value))
-    return {name: statistics.median(values) for name, values in series.items()}
+        for name, fields in server_timing_entries(header):
+            try:
+                series.setdefault(name, []).append(float(fields["dur"]))
+            except (KeyError, ValueError):
+                continue  # an entry without a duration (e.g. a cache outcome) is not a stage
+    return {name: statistics.median(values) for name, values in series.items() if values}
+
+
+CACHE_OUTCOMES = {"hit": "hits", "miss": "misses"}
+
+
+def _cache_outcome(text: str) -> str | None:
+    lowered = text.lower()
+    for outcome, counter in CACHE_OUTCOMES.items():
+        if outcome in lowered:
+            return counter
+    return None
+
+
+def server_timing_cache_counts(headers: list[str]) -> dict[str, int]:
+    """Hits and misses from `cache...` Server-Timing entries (outcome in the name or its desc)."""
+    counts = {"hits": 0, "misses": 0}
+    for header in headers:
+        for name, fields in server_timing_entries(header):
+            if name.lower().startswith("cache"):
+                outcome = _cache_outcome(name + " " + fields.get("desc", ""))
+                if outcome:
+                    counts[outcome] += 1
+                    break  # one outcome per request
+    return counts
+
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+def metrics_cache_counts(text: str) -> dict[str, float]:
+    """Hits and misses summed over the Prometheus counters whose name mentions "cache".
+
+    Which counter says hit or miss is read from its name or labels (`lab_cache_hits_total`,
+    `lab_cache_lookups_total{result="miss"}`), so the runner does not depend on one naming.
+    """
+    counters = {line.split()[2] for line in text.splitlines()
+                if line.startswith("# TYPE ") and len(line.split()) >= 4 and line.split()[3] == "counter"}
+    counts = {"hits": 0.0, "misses": 0.0}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        name, labels, value = match.groups()
+        if "cache" not in name.lower() or (name not in counters and name.removesuffix("_total") not in counters):
+            continue
+        outcome = _cache_outcome(name + (labels or ""))
+        if outcome:
+            try:
+                counts[outcome] += float(value)
+            except ValueError:
+                continue
+    return counts
+
+
+def scrape_cache_counts(url: str) -> dict[str, float] | None:
+    """The cache counters of a running architecture, or None when /metrics does not answer."""
+    # Every server process publishes its counters once a second (servinglab/metrics.py): wait
+    # for one more publication so the last requests are in the numbers.
+    time.sleep(METRICS_FLUSH_WAIT_S)
+    try:
+        response = requests.get(url + "/metrics", timeout=5)
+    except requests.RequestException:
+        return None
+    return metrics_cache_counts(response.text) if response.ok else None
+
+
+def cache_summary(hits: float, misses: float, source: str) -> dict | None:
+    lookups = hits + misses
+    if lookups <= 0:
+        return None
+    return {"hits": int(hits), "misses": int(misses), "hit_rate": round(hits / lookups, 4), "source": source}
 
 
 def stage_breakdown(timings: list[str]) -> dict[str, float]:
@@ -328,11 +441,18 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
     # the server working normally, not drowning in its own queue.
     timings: dict[bool, list[str]] = {True: [], False: []}
     errors: dict[str, int] = {}
+    locust_env = knobs.locust_env(config.knobs)
+    # Hit rates only mean something with a cache on; the scrape waits for the servers' counters.
+    measure_cache = config.knobs["cache"] != "none"
+    cache_timings: list[str] = []
     with targets.open_target(config, architecture, log_dir) as sut:
         sampler = sut.sampler
         csv_dir = run_dir / "locust" / architecture
         probe = run_locust(loadgen, sut.url, PROBE_USERS, 0.0, config.probe_seconds,
-                           csv_dir / f"r{repetition}-probe", "locust-probe", stop)
+                           csv_dir / f"r{repetition}-probe", "locust-probe", stop, locust_env,
+                           seed=locust_seed(repetition, None))
+        # After the probe, so the hit rate is the load steps' own (each step has its own inputs).
+        cache_before = scrape_cache_counts(sut.url) if measure_cache else None
         probe_rps = len(probe["requests"]) / max(probe["stopped_at"] - probe["started_at"], 1e-9)
         rates = ladder_targets(probe_rps, config.ladder)
         base_rates = list(rates)
@@ -344,11 +464,14 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
             users = max(MIN_USERS, math.ceil(target / USER_RPS))
             prefix = f"{architecture}/r{repetition}-s{step}"
             samples = run_locust(loadgen, sut.url, users, target / users, config.step_seconds,
-                                 run_dir / "locust" / prefix, f"locust-step{step}", stop)
+                                 run_dir / "locust" / prefix, f"locust-step{step}", stop, locust_env,
+                                 seed=locust_seed(repetition, step))
             level, statuses = summarise_step(samples, target, target / users, sampler, config, repetition, step,
                                              prefix)
             levels.append(level)
             timings[level["within_slo"]].extend(samples["server_timings"])
+            if measure_cache:
+                cache_timings.extend(samples["server_timings"])
             for status, count in statuses.items():
                 if not status.startswith("2"):
                     errors[status] = errors.get(status, 0) + count
@@ -364,8 +487,20 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
             if step == len(rates) - 1 and level["within_slo"] and extra < MAX_EXTRA_STEPS:
                 rates.append(ladder_targets(target * EXTEND_FACTOR, (1.0,))[0])
             step += 1
+        cache_after = scrape_cache_counts(sut.url) if measure_cache else None
+    cache = {"hits": 0.0, "misses": 0.0, "source": None}
+    if cache_before is not None and cache_after is not None:
+        delta = {key: cache_after[key] - cache_before[key] for key in ("hits", "misses")}
+        if delta["hits"] + delta["misses"] > 0:
+            cache = {**delta, "source": "metrics"}
+    if cache["source"] is None and measure_cache:
+        # No cache counters on /metrics: fall back to what the responses said about themselves.
+        counted = server_timing_cache_counts(cache_timings)
+        if counted["hits"] + counted["misses"] > 0:
+            cache = {**counted, "source": "server-timing"}
+    applied = {**knobs.applied_for(config.knobs, architecture), **sut.details}
     return {"levels": levels, "timings": timings[True] or timings[False], "processes": sampler.processes(),
-            "errors": errors, "budget": sut.budget}
+            "errors": errors, "budget": sut.budget, "cache": cache, "applied": applied}
 
 
 def assemble(config: BenchConfig, per_arch: dict[str, dict], prices: dict, started: datetime,
@@ -398,7 +533,11 @@ def assemble(config: BenchConfig, per_arch: dict[str, dict], prices: dict, start
             "processes": processes,
             "peak_rss_mb_total": peak_rss_total,
             "errors": collected["errors"],
+            "applied": collected["applied"],
         }
+        cache = collected["cache"]
+        if cache["source"]:
+            architectures[name]["cache"] = cache_summary(cache["hits"], cache["misses"], cache["source"])
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {
@@ -419,6 +558,7 @@ def assemble(config: BenchConfig, per_arch: dict[str, dict], prices: dict, start
                 "ladder_fractions": list(config.ladder), "user_rps": USER_RPS, "probe_users": PROBE_USERS,
                 **{k.lower(): v for k, v in config.extra_settings.items()},
             },
+            "knobs": knobs.record(config.knobs),
             "prices": prices,
         },
         "architectures": architectures,
@@ -437,8 +577,8 @@ def _merge_processes(runs: list[list[dict]]) -> list[dict]:
     return sorted(merged.values(), key=lambda p: p["name"])
 
 
-def run(config: BenchConfig, stop: StopSignals | None = None) -> Path:
-    started = datetime.now(timezone.utc)
+def run(config: BenchConfig, stop: StopSignals | None = None, link_latest: bool = True) -> Path:
+    started = datetime.now(UTC)
     clock = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = config.out / f"{stamp}-{config.label}"
@@ -449,8 +589,12 @@ def run(config: BenchConfig, stop: StopSignals | None = None) -> Path:
     progress(f"run {run_dir}: {', '.join(config.archs)} x {config.repetitions} repetition(s), "
              f"SUT on CPUs {config.sut_cpus}, Locust on CPUs {config.loadgen_cpus}, SLO p99 {config.slo_p99_ms:g} ms, "
              f"profile {config.profile}{', QUICK' if config.quick else ''}")
+    changed = knobs.non_default(config.knobs)
+    if changed:
+        progress("knobs: " + ", ".join(f"{k.variable}={k.show(config.knobs[k.key])}" for k in changed))
     collected = {arch: {"levels": [], "timings": [], "processes": [], "peak_rss_totals": [], "errors": {},
-                        "budget": None} for arch in config.archs}
+                        "budget": None, "applied": None, "cache": {"hits": 0.0, "misses": 0.0, "source": None}}
+                 for arch in config.archs}
     (run_dir / "locust").mkdir(exist_ok=True)
     (run_dir / "locust" / RECORDS_FILE).write_text(json.dumps(held_out_records()))
     loadgen = Supervisor(log_dir=run_dir / "logs" / "locust", cpus=config.loadgen_cpus)
@@ -467,20 +611,26 @@ def run(config: BenchConfig, stop: StopSignals | None = None) -> Path:
                 for status, count in outcome["errors"].items():
                     entry["errors"][status] = entry["errors"].get(status, 0) + count
                 entry["budget"] = outcome["budget"] or entry["budget"]
+                entry["applied"] = entry["applied"] or outcome["applied"]
+                if outcome["cache"]["source"]:
+                    entry["cache"] = {"hits": entry["cache"]["hits"] + outcome["cache"]["hits"],
+                                      "misses": entry["cache"]["misses"] + outcome["cache"]["misses"],
+                                      "source": entry["cache"]["source"] or outcome["cache"]["source"]}
     finally:
         loadgen.stop(grace_s=2)
     for entry in collected.values():
         entry["processes"] = _merge_processes(entry["processes"])
-    results = assemble(config, collected, prices, started, datetime.now(timezone.utc))
+    results = assemble(config, collected, prices, started, datetime.now(UTC))
     analysis.validate_results(results)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     from benchmarks.report import write_report
 
     written = write_report(run_dir)
-    latest = config.out / "latest"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(run_dir.name)
+    if link_latest:
+        latest = config.out / "latest"
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(run_dir.name)
     progress(f"done in {time.monotonic() - clock:.0f}s")
     for path in written:
         print(f"  {path}")

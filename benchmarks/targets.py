@@ -2,7 +2,10 @@
 
 `open_target(...)` starts or finds one architecture and yields a `Target`: the URL to load, a
 sampler of its CPU and memory, and, where the platform defines it, the budget to price. The
-runner's ladder, Locust and report are the same for every target.
+runner's ladder, Locust and report are the same for every target. The experiment knobs
+(`benchmarks/knobs.py`) reach the servers here: as launch settings and arguments locally, as
+`LAB_<NAME>` variables in containers; on kind the deployed manifests decide, so knobs that change
+the servers are refused there.
 
 - local (default): processes started by the supervisor, pinned to SUT_CPUS (`taskset`-like).
 - docker: one container per process role from the project image (`make kind-load` or
@@ -21,16 +24,24 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.resources import CpuSeries, DockerStatsSampler, MetricsServerSampler, ProcessSampler, parse_quantity
+from benchmarks import knobs
+from benchmarks.resources import (
+    CpuSeries,
+    DockerStatsSampler,
+    MetricsServerSampler,
+    ProcessSampler,
+    parse_quantity,
+)
 from servinglab import images
 from servinglab.config import DEFAULT_GRPC_PORTS
 from servinglab.launch import STAGE_SERVICES, launch
 from servinglab.supervisor import http_ready
 
 TARGETS = ("local", "docker", "kind")
+DOCKER_ARCHITECTURES = ("monolith", "microservices")  # the roles _docker knows how to wire
 READY_TIMEOUT_S = 120.0
 
 
@@ -43,10 +54,20 @@ class Target:
     url: str
     sampler: CpuSeries
     budget: dict | None = None  # {"sut_vcpus", "sut_memory_gib"} when the platform sets it
+    details: dict = field(default_factory=dict)  # what the deployment reports about itself
 
 
 def check(config) -> str:
     """Fail fast, before any work, when the target's prerequisites are missing."""
+    try:
+        knobs.check_target(config.knobs, config.target)
+    except knobs.KnobError as problem:
+        raise TargetUnavailable(str(problem)) from None
+    if config.target == "docker":
+        unsupported = [arch for arch in config.archs if arch not in DOCKER_ARCHITECTURES]
+        if unsupported:
+            raise TargetUnavailable(f"TARGET=docker runs {' and '.join(DOCKER_ARCHITECTURES)} only, not "
+                                    f"{', '.join(unsupported)}; use TARGET=local")
     if config.target == "local":
         return "local processes"
     if config.target == "docker":
@@ -61,7 +82,7 @@ def check(config) -> str:
         raise TargetUnavailable(f"TARGET=kind needs --endpoint and --namespace for {', '.join(missing)} "
                                 "(`make kind-bench` passes them)")
     probe = subprocess.run([*kubectl(config), "get", "--raw", "/apis/metrics.k8s.io/v1beta1"],
-                           capture_output=True, text=True, timeout=30)
+                           check=False, capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         raise TargetUnavailable(f"metrics-server does not answer on context {config.kube_context!r}: "
                                 f"{probe.stderr.strip()} (run `make kind-up`)")
@@ -83,10 +104,14 @@ def _wait_ready(url: str, alive=lambda: True) -> None:
 
 @contextmanager
 def _local(config, architecture: str, log_dir: Path) -> Iterator[Target]:
-    settings = {"MODEL_DIR": config.models.resolve(), "MODEL_PROFILE": config.profile, **config.extra_settings}
-    with launch(architecture, settings=settings, cpus=config.sut_cpus, log_dir=log_dir) as deployment, \
+    settings = {"MODEL_DIR": config.models.resolve(), "MODEL_PROFILE": config.profile,
+                **knobs.settings_for(config.knobs, architecture), **config.extra_settings}
+    extra = knobs.launch_kwargs_for(config.knobs, architecture)
+    with launch(architecture, settings=settings, cpus=config.sut_cpus, log_dir=log_dir, **extra) as deployment, \
             ProcessSampler(deployment.supervisor) as sampler:
-        yield Target(deployment.url, sampler)
+        # Read defensively: a checkout whose launcher does not report it records null.
+        method = getattr(deployment, "hop_delay_method", None)
+        yield Target(deployment.url, sampler, details={"hop_delay_method": method})
 
 
 @contextmanager
@@ -95,8 +120,8 @@ def _docker(config, architecture: str, log_dir: Path) -> Iterator[Target]:
     image = config.image or images.image_ref()
     prefix = f"servinglab-{architecture}-{uuid.uuid4().hex[:8]}"
     network = client.networks.create(prefix)
-    env = {"LAB_MODEL_PROFILE": config.profile,
-           **{f"LAB_{key}": str(value) for key, value in config.extra_settings.items()}}
+    settings = {**knobs.settings_for(config.knobs, architecture), **config.extra_settings}
+    env = {"LAB_MODEL_PROFILE": config.profile, **{f"LAB_{key}": str(value) for key, value in settings.items()}}
     limits = {"cpuset_cpus": ",".join(map(str, config.sut_cpus)), "nano_cpus": int(len(config.sut_cpus) * 1e9),
               "network": network.name, "detach": True}
     containers = []
@@ -128,7 +153,7 @@ def _docker(config, architecture: str, log_dir: Path) -> Iterator[Target]:
                 (log_dir / f"{container.name}.log").write_bytes(container.logs())
                 container.stop(timeout=15)
                 container.remove()
-            except Exception:  # noqa: BLE001 - cleanup must reach every container
+            except Exception:  # noqa: BLE001, S112 - cleanup must reach every container
                 continue
         network.remove()
 

@@ -14,13 +14,17 @@ The policy, all from settings in `servinglab.config`:
   skipped until it reconnects.
 - **Reconnects**: backoff capped at `GRPC_RECONNECT_MAX_BACKOFF_MS`, so a restarted stage is used
   again within about a second, without restarting the gateway.
+- **Simulated distance**: with `HOP_DELAY_MS` and no real delay on the hops (`HOP_DELAY_METHOD`
+  other than `netem`, see `servinglab.netdelay`), the client sleeps that long before each call,
+  inside the call's deadline: the labelled in-process fallback.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -93,14 +97,57 @@ def tls_files(settings: dict[str, Any]) -> Path | None:
     return path
 
 
+def client_delay_s(settings: dict[str, Any]) -> float:
+    """Seconds the client sleeps per call: HOP_DELAY_MS, unless the hops are delayed for real
+    ("netem", set by the launcher) or there is nothing to delay ("none")."""
+    if str(settings["HOP_DELAY_METHOD"]).lower() in ("netem", "none"):
+        return 0.0
+    return max(float(settings["HOP_DELAY_MS"] or 0), 0.0) / 1e3
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: Any
+    compression: Any
+
+
+class SleepBeforeCall(grpc.UnaryUnaryClientInterceptor):
+    """The in-process stand-in for network distance: sleep, then call with what is left of the
+    deadline. Adds latency only: no packets in flight, and gRPC's own retries do not pay it again."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        time.sleep(self.delay_s)
+        timeout = client_call_details.timeout
+        if timeout is not None:
+            client_call_details = _CallDetails(
+                client_call_details.method, max(timeout - self.delay_s, 0.0), client_call_details.metadata,
+                client_call_details.credentials, client_call_details.wait_for_ready,
+                client_call_details.compression)
+        return continuation(client_call_details, request)
+
+
 def open_channel(addresses: str, settings: dict[str, Any]) -> grpc.Channel:
     target = channel_target(addresses)
     options = channel_options(settings)
     tls_dir = tls_files(settings)
     if tls_dir is None:
-        return grpc.insecure_channel(target, options=options)
-    credentials = grpc.ssl_channel_credentials(root_certificates=(tls_dir / "ca.pem").read_bytes())
-    return grpc.secure_channel(target, credentials, options=options)
+        channel = grpc.insecure_channel(target, options=options)
+    else:
+        credentials = grpc.ssl_channel_credentials(root_certificates=(tls_dir / "ca.pem").read_bytes())
+        if target.startswith("ipv4:"):
+            # A list of replicas has no single name to verify; every replica is the same service
+            # on the same host, so check the certificate against that host (an IP SAN locally).
+            host = target.removeprefix("ipv4:").split(",")[0].rsplit(":", 1)[0]
+            options = [*options, ("grpc.ssl_target_name_override", host)]
+        channel = grpc.secure_channel(target, credentials, options=options)
+    delay_s = client_delay_s(settings)
+    return grpc.intercept_channel(channel, SleepBeforeCall(delay_s)) if delay_s > 0 else channel
 
 
 def server_credentials(settings: dict[str, Any]) -> grpc.ServerCredentials | None:

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -30,26 +30,36 @@ def create_server(
     register: Callable[[grpc.Server], None],
     address: str,
     settings: dict[str, Any] | None = None,
+    extra_services: Sequence[tuple[str, Callable[[grpc.Server], None]]] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Build a started-ready (not yet started) server; returns the bound port, 0 means pick one."""
+    """Build a started-ready (not yet started) server; returns the bound port, 0 means pick one.
+
+    `extra_services` are (service name in pipeline.proto, register) pairs the stage serves beside
+    its own, such as its `Chain` link: each is reflected and reported by health like the stage's.
+    """
     settings = settings or lab_config.load()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=int(settings["GRPC_THREADS"])),
-        options=[*message_size_options(settings), ("grpc.so_reuseport", 0)],
+        # Off unless asked for: two servers silently sharing a fixed port would split its traffic.
+        # The launcher asks for it so a replica's replacement can listen before the old one leaves.
+        options=[*message_size_options(settings), ("grpc.so_reuseport", 1 if settings["GRPC_REUSEPORT"] else 0)],
         # The bounded queue: beyond this, RESOURCE_EXHAUSTED at once rather than a growing backlog.
         maximum_concurrent_rpcs=int(settings["GRPC_MAX_CONCURRENT_RPCS"]),
     )
     register(server)
+    for _, register_extra in extra_services:
+        register_extra(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    full_name = pipeline_pb2.DESCRIPTOR.services_by_name[service_name].full_name
+    full_names = [pipeline_pb2.DESCRIPTOR.services_by_name[name].full_name
+                  for name in (service_name, *(name for name, _ in extra_services))]
     reflection.enable_server_reflection(
-        (full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+        (*full_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
     credentials = server_credentials(settings)
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
-    for name in ("", full_name):
+    for name in ("", *full_names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health_servicer
 

@@ -9,32 +9,49 @@ artifact's own error message instead of failing the first request.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
+from servinglab import batching
 from servinglab import config as lab_config
 from servinglab.api import PredictOutcome, build_app
 from servinglab.artifact import load_artifact
+from servinglab.cache import with_cache
 from servinglab.pipeline import ServingPipeline, model_summary
+from servinglab.problems import stage_timeout
 from servinglab.validation import RawBatch
+
+log = logging.getLogger(__name__)
 
 
 class InProcessBackend:
-    """Calls the three stages directly; the only 'hops' are Python function calls."""
+    """Calls the three stages directly; the only 'hops' are Python function calls.
 
-    def __init__(self, pipeline: ServingPipeline):
+    With a `batcher`, the infer stage goes through it, so this worker's concurrent requests share
+    model calls; `infer` then includes the wait for the batch (lab_batch_* metrics show sizes).
+    """
+
+    def __init__(self, pipeline: ServingPipeline, batcher: batching.MicroBatcher | None = None):
         self.pipeline = pipeline
         self.model = model_summary(pipeline.metadata)
+        self.batcher = batcher
 
     def predict(self, batch: RawBatch) -> PredictOutcome:
         clock = time.perf_counter
         t0 = clock()
         features = self.pipeline.preprocess(batch)
         t1 = clock()
-        probabilities = self.pipeline.classifier.predict_proba(features)
+        if self.batcher is None:
+            probabilities = self.pipeline.classifier.predict_proba(features)
+        else:
+            try:
+                probabilities, _ = self.batcher.submit(features)
+            except TimeoutError:
+                raise stage_timeout("inference", self.batcher.timeout_s * 1e3) from None
         t2 = clock()
         predictions = self.pipeline.postprocess(probabilities)
         t3 = clock()
@@ -52,5 +69,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = lab_config.load(overrides=config)
     artifact = load_artifact(settings["MODEL_DIR"], settings["MODEL_PROFILE"])
     pipeline = ServingPipeline.from_artifact(artifact, float(settings["CONFIDENCE_THRESHOLD"]))
-    backend = InProcessBackend(pipeline)
+    classifier = pipeline.classifier
+    # One batcher per gunicorn worker: the app is built in each worker (preload_app is off), and
+    # the batcher starts its thread on first use anyway, so a fork could not break it.
+    batcher = batching.from_settings(classifier.predict_proba, classifier.n_features, settings,
+                                     max_callers=int(settings["HTTP_THREADS"]))
+    if batcher is not None and int(settings["HTTP_THREADS"]) < 2:
+        log.warning("BATCHING is on with HTTP_THREADS=%s: a worker serves one request at a time, "
+                    "so every batch holds one request; set LAB_HTTP_THREADS to 8 or so", settings["HTTP_THREADS"])
+    backend = InProcessBackend(pipeline, batcher)
+    # In front of everything, batching included: a request whose instances all hit skips the pipeline.
+    backend = with_cache(backend, settings, "monolith")
     return build_app(lambda: backend, __name__, config)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flask import Blueprint, Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from servinglab import config as lab_config
 from servinglab import metrics
+from servinglab.openapi import openapi_document
 from servinglab.problems import PROBLEM_CONTENT_TYPE, Problem
 from servinglab.schema import input_schema
 from servinglab.validation import RawBatch, parse_json, validate_predict_request
@@ -31,7 +33,8 @@ class PredictOutcome:
     predictions: list[dict]
     model: dict
     # (metric name, milliseconds) in pipeline order; becomes Server-Timing and stage metrics.
-    timings: list[tuple[str, float]] = field(default_factory=list)
+    # An optional third item is the entry's description (the cache's "hit 2/3"), shown as `desc`.
+    timings: list[tuple[str, float] | tuple[str, float, str]] = field(default_factory=list)
 
 
 class Backend(Protocol):
@@ -48,14 +51,33 @@ def _json(body: Any, status: int = 200, content_type: str = "application/json") 
 
 
 def problem_response(problem: Problem) -> Response:
-    return _json(problem.to_dict(), problem.status, PROBLEM_CONTENT_TYPE)
+    response = _json(problem.to_dict(), problem.status, PROBLEM_CONTENT_TYPE)
+    response.headers.update(problem.headers)
+    return response
 
 
 def _backend() -> Backend:
     return current_app.extensions["servinglab.backend"]()
 
 
+def _request_body() -> bytes:
+    """The body, or 413 if it is over MAX_CONTENT_LENGTH however it was sent."""
+    # A declared Content-Length over the limit is refused by Werkzeug before anything is read.
+    body = request.get_data(cache=False)
+    # A chunked body has no declared length: Werkzeug stops reading it at the limit and returns
+    # what it has, silently truncated. If the body reached the limit, one more byte from the
+    # server's stream tells a body of exactly the limit from a longer one, which would otherwise
+    # be parsed cut short (and could even parse as a valid, different request).
+    if (request.content_length is None and len(body) >= current_app.config["MAX_CONTENT_LENGTH"]
+            and request.environ["wsgi.input"].read(1)):
+        raise RequestEntityTooLarge()
+    return body
+
+
 api = Blueprint("api", __name__)
+# Probes must see the truth about the process, not be shed: a shed liveness probe gets a busy
+# but healthy pod restarted, which removes capacity exactly when it is short.
+UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @api.post("/v1/predict")
@@ -64,8 +86,10 @@ def predict() -> Response:
     if request.mimetype != "application/json":
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       f"Send the body as application/json, not {request.mimetype or 'nothing'}.")
-    payload = parse_json(request.get_data(cache=False))
-    batch = validate_predict_request(payload, current_app.config["MAX_INSTANCES"])
+    config = current_app.config
+    payload = parse_json(_request_body(), config["MAX_JSON_DEPTH"])
+    batch = validate_predict_request(payload, config["MAX_INSTANCES"], max_string_chars=config["MAX_STRING_CHARS"],
+                                     max_key_chars=config["MAX_KEY_CHARS"])
     validated = time.perf_counter()
     outcome = _backend().predict(batch)
     g.timings = [("validate", (validated - started) * 1000.0), *outcome.timings]
@@ -103,8 +127,30 @@ def prometheus_metrics() -> Response:
     return Response(body, content_type=content_type)
 
 
+@api.get("/openapi.json")
+def openapi() -> Response:
+    return _json(current_app.extensions["servinglab.openapi"])
+
+
 def _start_timer() -> None:
     g.started = time.perf_counter()
+
+
+def _shed_late_requests() -> None:
+    """Refuse, cheaply, a request that already queued longer than HTTP_MAX_QUEUE_MS (see gunicorn_worker)."""
+    limit_ms = current_app.config["HTTP_MAX_QUEUE_MS"]
+    queued = request.headers.get("X-Lab-Queue-Ms")
+    if not limit_ms or queued is None or request.path in UNSHED_PATHS:
+        return
+    try:
+        waited_ms = float(queued)
+    except ValueError:
+        return  # not our worker's stamp (another worker class passes client headers through)
+    if waited_ms > limit_ms:
+        metrics.SHED.inc(("queue-time",))
+        raise Problem(503, "overloaded", "Server overloaded",
+                      f"The request waited {waited_ms:.0f} ms for a worker, more than the {limit_ms:g} ms limit; "
+                      "retry after the indicated delay.", headers={"Retry-After": "1"})
 
 
 def _finish(response: Response) -> Response:
@@ -112,9 +158,11 @@ def _finish(response: Response) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     timings = g.get("timings")
     if timings:
-        for name, ms in timings:
+        for name, ms, *_ in timings:
             metrics.STAGE_SECONDS.observe((name,), ms / 1000.0)
-        parts = [f"{name};dur={ms:.3f}" for name, ms in timings]
+        # desc before dur, so a reader splitting on ";dur=" still finds the number last.
+        parts = [f'{name};desc="{desc[0]}";dur={ms:.3f}' if desc else f"{name};dur={ms:.3f}"
+                 for name, ms, *desc in timings]
         parts.append(f"total;dur={elapsed * 1000.0:.3f}")
         response.headers["Server-Timing"] = ", ".join(parts)
     metrics.REQUESTS.inc((route, request.method, str(response.status_code)))
@@ -154,6 +202,11 @@ def build_app(backend_factory: Callable[[], Backend], name: str,
     app.config.from_prefixed_env(lab_config.ENV_PREFIX)
     app.config.update(config or {})
     app.json.sort_keys = False
+    # CPython's int parser enforces this at C speed inside json.loads, for the whole process;
+    # an invalid value (1..639) raises here, at start-up.
+    sys.set_int_max_str_digits(int(app.config["MAX_INT_DIGITS"]))
+    # Built once: it depends only on the schema and this app's limits.
+    app.extensions["servinglab.openapi"] = openapi_document(app.config)
 
     instance: list[Backend] = []
 
@@ -166,6 +219,7 @@ def build_app(backend_factory: Callable[[], Backend], name: str,
     metrics.start_flusher()
     app.register_blueprint(api)
     app.before_request(_start_timer)
+    app.before_request(_shed_late_requests)
     app.after_request(_finish)
     app.register_error_handler(Problem, _problem_handler)
     app.register_error_handler(HTTPException, _http_error_handler)

@@ -14,12 +14,18 @@ _settings = lab_config.load()
 
 bind = [_settings["HTTP_BIND"]]
 workers = int(_settings["HTTP_WORKERS"])
-worker_class = _settings["HTTP_WORKER_CLASS"]
+# gthread, timed: the same worker, telling the app how long each request queued (load shedding).
+worker_class = {"gthread": "servinglab.gunicorn_worker.QueueTimingThreadWorker"}.get(
+    _settings["HTTP_WORKER_CLASS"], _settings["HTTP_WORKER_CLASS"])
 threads = int(_settings["HTTP_THREADS"])
 timeout = int(_settings["HTTP_TIMEOUT_S"])
 # Longer than a request's gRPC budget, so a draining worker finishes what it has started.
 graceful_timeout = int(_settings["HTTP_GRACEFUL_TIMEOUT_S"])
 keepalive = 5
+# Bounds on the request head, set explicitly from the shared settings (see config.py).
+limit_request_line = int(_settings["HTTP_LIMIT_REQUEST_LINE"])
+limit_request_fields = int(_settings["HTTP_LIMIT_REQUEST_FIELDS"])
+limit_request_field_size = int(_settings["HTTP_LIMIT_REQUEST_FIELD_SIZE"])
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
@@ -38,6 +44,16 @@ def pre_request(worker, req):
     chunked = any(name == "TRANSFER-ENCODING" for name, _ in req.headers)
     if chunked or (length is not None and length.isdigit() and int(length) > _max_body_bytes):
         req.must_close = True
+
+
+def post_worker_init(worker):
+    # The app (and its model) is loaded: a rolling reload may now retire an old worker
+    # (servinglab.launch.Deployment.reload_workers waits for this marker).
+    import os
+
+    ready_dir = os.environ.get("LAB_WORKER_READY_DIR")
+    if ready_dir:
+        open(os.path.join(ready_dir, str(os.getpid())), "w").close()
 
 
 def worker_exit(server, worker):

@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def build_images(tag: str | None = None, progress: Callable[[str], None] = print
     labels = {
         "org.opencontainers.image.title": IMAGE_NAME,
         "org.opencontainers.image.revision": _git("rev-parse", "HEAD"),
-        "org.opencontainers.image.created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     progress(f"[images] building {ref} from {DOCKERFILE} (context {ROOT}, filtered by .dockerignore)")
     # The low-level API streams the build log as it happens; a multi-minute build with no output

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +27,16 @@ from typing import Any
 
 import psutil
 
-from servinglab.supervisor import ManagedProcess, ProcessSpec, Supervisor, file_ready, http_ready, python_module
+from servinglab import config
+from servinglab.netdelay import HopDelay, start_hop_delay
+from servinglab.supervisor import (
+    ManagedProcess,
+    ProcessSpec,
+    Supervisor,
+    file_ready,
+    http_ready,
+    python_module,
+)
 
 STAGE_SERVICES = ("preprocess", "inference", "postprocess")
 
@@ -43,6 +53,9 @@ class Topology:
     # setting of the HTTP entry point -> service whose replicas' addresses it gets.
     entry_upstreams: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    # Settings of the HTTP entry point that make it this architecture (e.g. the gateway's mode);
+    # they win over the caller's settings.
+    entry_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 TOPOLOGIES: dict[str, Topology] = {
@@ -54,6 +67,21 @@ TOPOLOGIES: dict[str, Topology] = {
         services=STAGE_SERVICES,
         entry_upstreams={f"{stage.upper()}_ADDR": stage for stage in STAGE_SERVICES},
         description="a Flask gateway calling preprocess, inference and postprocess over gRPC"),
+    # KServe's transformer/predictor split: the HTTP entry transforms in process, predicts over gRPC.
+    "split": Topology(
+        app="microservices.gateway.app:create_app()",
+        services=("inference",),
+        entry_upstreams={"INFERENCE_ADDR": "inference"},
+        entry_settings={"GATEWAY_MODE": "split"},
+        description="a Flask gateway running preprocess and postprocess in process, calling inference over gRPC"),
+    # Each stage calls the next, so each is started after the one it calls.
+    "chained": Topology(
+        app="microservices.gateway.app:create_app()",
+        services=("postprocess", "inference", "preprocess"),
+        service_upstreams={"inference": {"NEXT_ADDR": "postprocess"}, "preprocess": {"NEXT_ADDR": "inference"}},
+        entry_upstreams={"PREPROCESS_ADDR": "preprocess"},
+        entry_settings={"GATEWAY_MODE": "chained"},
+        description="a Flask gateway calling preprocess, which calls inference, which calls postprocess"),
 }
 ARCHITECTURES = tuple(TOPOLOGIES)
 
@@ -87,6 +115,14 @@ class Deployment:
     entry: ManagedProcess | None = None
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
     ready_timeout_s: float = 90.0
+    hop_delay: HopDelay = field(default_factory=HopDelay)  # HOP_DELAY_MS and how it was applied
+    # The cache's Redis server when launch started one (CACHE=redis, no CACHE_URL): chaos kills it.
+    redis: ManagedProcess | None = None
+
+    @property
+    def hop_delay_method(self) -> str:
+        """"netem" (real), "sleep" (in-process fallback) or "none": for results files."""
+        return self.hop_delay.method
 
     # --- faults and rollouts (make chaos, the reliability tests) ---------------------------------
 
@@ -100,11 +136,14 @@ class Deployment:
         return self.supervisor.stop_one(replica.process, grace_s)
 
     def start_replica(self, service: str, index: int = 0, env: Mapping[str, str] | None = None) -> Replica:
-        """(Re)start a replica on the port it had, so the gateway's address list stays valid."""
+        """Start a replica again after it stopped or crashed, on the port it had."""
         replica = self.replicas[service][index]
         if replica.process.popen.poll() is None:
             raise RuntimeError(f"{service}[{index}] is still running")
         self.supervisor.processes[:] = [p for p in self.supervisor.processes if p is not replica.process]
+        return self._start_process(replica, env)
+
+    def _start_process(self, replica: Replica, env: Mapping[str, str] | None) -> Replica:
         replica.port_file.unlink(missing_ok=True)
         spec_env = {**replica.spec.env, "LAB_GRPC_BIND": replica.address, **(env or {})}
         replica.spec = ProcessSpec(replica.spec.name, replica.spec.argv, spec_env, ready=file_ready(replica.port_file))
@@ -113,8 +152,23 @@ class Deployment:
         return replica
 
     def restart_replica(self, service: str, index: int = 0, env: Mapping[str, str] | None = None) -> Replica:
-        self.stop_replica(service, index)
-        return self.start_replica(service, index, env)
+        """Replace one replica without a gap: start the new process, then drain the old one.
+
+        Both listen on the same port (SO_REUSEPORT), so while the old one drains, clients that it
+        sends away (HTTP/2 GOAWAY) reconnect at once and land on the new one: no refused
+        connection, no reconnect backoff, nothing lost (Kubernetes' maxSurge=1, on one port).
+        """
+        replica = self.replicas[service][index]
+        old = replica.process
+        clients = _client_connections(replica.port, old.pid)
+        self._start_process(replica, env)
+        self.supervisor.stop_one(old)
+        # "Listening" is not "in use": wait, as a readiness gate, until the clients the old
+        # process had are connected to the new one before the caller touches the next replica.
+        deadline = time.monotonic() + self.ready_timeout_s
+        while _client_connections(replica.port, replica.process.pid) < clients and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return replica
 
     def rolling_restart(self, service: str, env: Mapping[str, str] | None = None) -> None:
         """One replica at a time, each back and ready before the next goes down."""
@@ -129,9 +183,57 @@ class Deployment:
             return []
 
     def reload_workers(self) -> None:
-        """gunicorn's rolling reload: SIGHUP starts new workers, then gracefully stops the old ones."""
-        os.kill(self.entry.pid, signal.SIGHUP)
+        """Replace every gunicorn worker, one at a time, each new one serving before an old one goes.
 
+        Not SIGHUP: gunicorn then stops the old workers as soon as it has *forked* the new ones,
+        so while the new ones load the app (and the model) nobody accepts connections and
+        requests hang (measured here: about 20 s on a busy 2-core machine). Instead, TTIN adds a
+        worker, its `post_worker_init` marker says the app is loaded, and TTOU retires the
+        oldest, gracefully. New workers load whatever model CURRENT names by then.
+        """
+        ready_dir = self.run_dir / "ready"
+        for old in self.entry_workers():
+            before = set(self.entry_workers())
+            os.kill(self.entry.pid, signal.SIGTTIN)
+            self._wait_entry(lambda: any((ready_dir / str(pid)).exists() for pid in set(self.entry_workers()) - before),
+                             "a new worker to load the app")
+            os.kill(self.entry.pid, signal.SIGTTOU)
+            self._wait_entry(lambda: old not in self.entry_workers(), f"worker {old} to drain and exit")
+
+    def _wait_entry(self, condition, what: str) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while not condition():
+            if self.entry.popen.poll() is not None:
+                raise RuntimeError(f"gunicorn exited while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+
+def _client_connections(port: int, pid: int) -> int:
+    """Established connections the process `pid` holds on its listening `port`.
+
+    Read from /proc/<pid>/net, which shows the process's own network namespace (psutil reads
+    ours, and sees nothing of a replica running in the hop-delay namespace). Sockets are matched
+    by inode, because during a replacement the old and new process share the port.
+    """
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+                  if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+    except OSError:
+        return 0
+    count = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # fields: sl, local address, remote address, state (01 = ESTABLISHED), ..., inode (9)
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                count += 1
+    return count
 
 def _settings_env(settings: Mapping[str, Any] | None) -> dict[str, str]:
     return {f"LAB_{key}": str(value) for key, value in (settings or {}).items()}
@@ -170,13 +272,28 @@ def _start_services(topology: Topology, supervisor: Supervisor, run_dir: Path, h
         for index in range(count):
             name = service if count == 1 else f"{service}-{index}"
             port_file = run_dir / f"{name}.port"
-            env = {**common_env, **upstream_env, "LAB_GRPC_BIND": f"{host}:0", "LAB_PORT_FILE": str(port_file)}
+            env = {**common_env, **upstream_env, "LAB_GRPC_BIND": f"{host}:0", "LAB_PORT_FILE": str(port_file),
+                   "LAB_GRPC_REUSEPORT": "true"}
             spec = ProcessSpec(name, python_module(f"microservices.{service}"), env, ready=file_ready(port_file))
             batch.append((spec, port_file, supervisor.start(spec)))
         supervisor.wait_ready([process for _, _, process in batch], ready_timeout_s)
         started[service] = [Replica(service, index, int(port_file.read_text()), process, spec, port_file, host)
                             for index, (spec, port_file, process) in enumerate(batch)]
     return started
+
+
+def _start_cache(supervisor: Supervisor, run_dir: Path, settings: Mapping[str, Any],
+                 common_env: dict[str, str], ready_timeout_s: float) -> ManagedProcess | None:
+    """CACHE=redis with no CACHE_URL: a private Redis, answering PING before any server starts."""
+    if settings.get("CACHE") != "redis" or settings.get("CACHE_URL"):
+        return None
+    from servinglab.cache import redis_server
+
+    spec, cache_url = redis_server(run_dir, int(settings["CACHE_REDIS_MAXMEMORY_MB"]))
+    process = supervisor.start(spec)
+    supervisor.wait_ready([process], ready_timeout_s)
+    common_env["LAB_CACHE_URL"] = cache_url  # every process: whichever placement caches needs it
+    return process
 
 
 @contextmanager
@@ -215,8 +332,15 @@ def launch(
     actual_port = sock.getsockname()[1]
     url = f"http://{host}:{actual_port}"
     try:
+        # Before any server: with netem, every process from here on starts in a private namespace.
+        hop_delay = start_hop_delay(supervisor, config.load(overrides=settings), bool(topology.services),
+                                    ready_timeout_s)
+        common_env.update(hop_delay.env())
+        redis = _start_cache(supervisor, run_dir, config.load(overrides=settings), common_env, ready_timeout_s)
         started = _start_services(topology, supervisor, run_dir, host, common_env, replicas or {}, ready_timeout_s)
-        entry_env = dict(common_env)
+        entry_env = {**common_env, **_settings_env(topology.entry_settings),
+                     "LAB_WORKER_READY_DIR": str(run_dir / "ready")}
+        (run_dir / "ready").mkdir()
         for setting, service in topology.entry_upstreams.items():
             entry_env[f"LAB_{setting}"] = ",".join(replica.address for replica in started[service])
         name = "gunicorn-" + ("monolith" if architecture == "monolith" else "gateway")
@@ -224,7 +348,8 @@ def launch(
         # gunicorn has its own copy of the listening socket now; ours would only keep the port busy.
         sock.close()
         supervisor.wait_ready([entry], ready_timeout_s)
-        yield Deployment(architecture, url, actual_port, supervisor, run_dir, entry, started, ready_timeout_s)
+        yield Deployment(architecture, url, actual_port, supervisor, run_dir, entry, started, ready_timeout_s,
+                         hop_delay=hop_delay, redis=redis)
     finally:
         sock.close()
         supervisor.stop()

@@ -22,6 +22,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 1.0
 # Buckets from 100 us to 5 s: single-row predictions live in the first few, overload in the last.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Micro-batching: sizes are counts (powers of two up to a full request of MAX_INSTANCES rows), and
+# a queue wait starts at tens of microseconds: the thread hand-off alone when nothing else queues.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+QUEUE_WAIT_BUCKETS = (0.00001, 0.000025, 0.00005, *LATENCY_BUCKETS)
 
 
 class Counter:
@@ -64,7 +68,22 @@ REQUEST_SECONDS = Histogram("lab_http_request_duration_seconds", "Time in the HT
 STAGE_SECONDS = Histogram("lab_stage_duration_seconds",
                           "Per-stage compute, and per-hop transport time in microservices", ("stage",))
 INSTANCES = Counter("lab_predicted_instances_total", "Instances predicted", ())
-ALL = (REQUESTS, REQUEST_SECONDS, STAGE_SECONDS, INSTANCES)
+SHED = Counter("lab_shed_requests_total", "Requests refused with 503 to shed load, by reason", ("reason",))
+BATCH_REQUESTS = Histogram("lab_batch_requests", "Requests answered by one micro-batched model call", (),
+                           BATCH_SIZE_BUCKETS)
+BATCH_ROWS = Histogram("lab_batch_rows", "Rows in one micro-batched model call", (), BATCH_SIZE_BUCKETS)
+BATCH_QUEUE_SECONDS = Histogram("lab_batch_queue_wait_seconds",
+                                "Time from a request joining the micro-batch queue to its model call starting", (),
+                                QUEUE_WAIT_BUCKETS)
+# Prediction cache (servinglab.cache), counted per instance. placement: where the cache sits
+# (monolith, gateway, inference). result: hit, miss, or skipped (the cache could not be used:
+# Redis down or its breaker open, or the model version unknown).
+CACHE_LOOKUPS = Counter("lab_cache_lookups_total", "Prediction cache lookups per instance, by placement and result",
+                        ("placement", "result"))
+CACHE_ERRORS = Counter("lab_cache_errors_total", "Failed calls to the shared cache (Redis), by placement and operation",
+                       ("placement", "operation"))
+ALL = (REQUESTS, REQUEST_SECONDS, STAGE_SECONDS, INSTANCES, SHED, BATCH_REQUESTS, BATCH_ROWS, BATCH_QUEUE_SECONDS,
+       CACHE_LOOKUPS, CACHE_ERRORS)
 
 _flusher_pid: int | None = None
 

@@ -99,7 +99,9 @@ class Classifier:
         self.estimator = estimator
         self.n_features = estimator.n_features_in_
         if isinstance(estimator, LogisticRegression) and len(estimator.classes_) > 2:
-            self.coef_t = np.ascontiguousarray(estimator.coef_.T)
+            # One contiguous row of weights per class: each score is then a dot product of two
+            # contiguous vectors of n_features, see _softmax_regression.
+            self.coef = np.ascontiguousarray(estimator.coef_, dtype=float)
             self.intercept = estimator.intercept_.copy()
             self._predict = self._softmax_regression
         elif isinstance(estimator, RandomForestClassifier):
@@ -113,7 +115,12 @@ class Classifier:
             self._predict = self._library_predict
 
     def _softmax_regression(self, features: np.ndarray) -> np.ndarray:
-        scores = features @ self.coef_t
+        # Not `features @ coef.T`: BLAS picks gemv for one row and gemm for several, and their
+        # summation orders differ, so a row's last bits depended on the batch around it (seen
+        # on OpenBLAS/Haswell). vecdot makes one length-n_features dot product per (row, class),
+        # identical calls whatever the batch, so micro-batching cannot change an answer; and it
+        # is no slower for one row. C order keeps every call on the same unit-stride path.
+        scores = np.vecdot(np.ascontiguousarray(features)[:, None, :], self.coef)
         scores += self.intercept
         scores -= scores.max(axis=1, keepdims=True)
         np.exp(scores, out=scores)
@@ -182,7 +189,7 @@ class ServingPipeline:
 
     @classmethod
     def from_artifact(cls, artifact: Artifact,
-                      confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> "ServingPipeline":
+                      confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> ServingPipeline:
         estimator = artifact.estimator
         return cls(
             preprocess=Preprocessor(estimator.named_steps["preprocess"]),
@@ -192,7 +199,7 @@ class ServingPipeline:
         )
 
     @classmethod
-    def load(cls, location=None, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> "ServingPipeline":
+    def load(cls, location=None, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> ServingPipeline:
         return cls.from_artifact(load_artifact(location), confidence_threshold)
 
     def predict(self, batch: RawBatch) -> list[dict]:

@@ -18,12 +18,14 @@ MAX_LISTED_ERRORS = 20
 class Problem(Exception):
     """An error with an HTTP status, a stable machine-readable slug and a human explanation."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str, **extensions: Any):
+    def __init__(self, status: int, slug: str, title: str, detail: str,
+                 headers: dict[str, str] | None = None, **extensions: Any):
         super().__init__(detail)
         self.status = status
         self.slug = slug
         self.title = title
         self.detail = detail
+        self.headers = headers or {}  # e.g. Retry-After on 503s; not part of the body
         self.extensions = extensions
 
     def to_dict(self) -> dict[str, Any]:

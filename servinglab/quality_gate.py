@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from servinglab import data, training
-from servinglab.artifact import ArtifactError, load_artifact, read_metadata, resolve_model_dir
+from servinglab.artifact import (
+    ArtifactError,
+    load_artifact,
+    read_metadata,
+    resolve_model_dir,
+)
 
 DEFAULT_FLOORS = Path(__file__).with_name("quality_floors.json")
 

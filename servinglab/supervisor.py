@@ -101,6 +101,10 @@ class Supervisor:
         self.cpus = frozenset(cpus) if cpus else None
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.processes: list[ManagedProcess] = []
+        # Put before every argv started from now on, e.g. `nsenter --net=...` to start servers in a
+        # network namespace (servinglab.netdelay). It must exec the program, not fork and wait, so
+        # the pid, signals, CPU pinning and PR_SET_PDEATHSIG all still reach the program itself.
+        self.argv_prefix: tuple[str, ...] = ()
 
     def start(self, spec: ProcessSpec) -> ManagedProcess:
         env = {**self.base_env, **spec.env}
@@ -112,7 +116,7 @@ class Supervisor:
             output = log_path.open("ab")
         try:
             popen = subprocess.Popen(
-                list(spec.argv), env=env, stdin=subprocess.DEVNULL, stdout=output,
+                [*self.argv_prefix, *spec.argv], env=env, stdin=subprocess.DEVNULL, stdout=output,
                 stderr=subprocess.STDOUT if output else None, pass_fds=spec.pass_fds,
                 start_new_session=True, preexec_fn=_child_setup(self.cpus),
             )
@@ -195,7 +199,7 @@ class Supervisor:
             process.popen.wait()
         self.processes.clear()
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Supervisor:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -228,7 +232,7 @@ class StopSignals:
         if self.requested.is_set():
             raise StopRequested("stop requested")
 
-    def serve(self, *supervisors: "Supervisor") -> int:
+    def serve(self, *supervisors: Supervisor) -> int:
         """Wait until a signal (raises StopRequested) or until any process exits (returns 1)."""
         while True:
             for supervisor in supervisors:

@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def train(profile: str = DEFAULT_PROFILE, seed: int = data.DEFAULT_SEED,
         "version": version,
         "profile": profile,
         "seed": seed,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         "hyperparameters": PROFILES[profile],
         "libraries": libraries,

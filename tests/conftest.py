@@ -61,6 +61,20 @@ def microservices(models_root, tmp_path_factory):
         yield deployment
 
 
+@pytest.fixture(scope="session")
+def split(models_root, tmp_path_factory):
+    with launch("split", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+                log_dir=tmp_path_factory.mktemp("split-logs")) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="session")
+def chained(models_root, tmp_path_factory):
+    with launch("chained", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+                log_dir=tmp_path_factory.mktemp("chained-logs")) as deployment:
+        yield deployment
+
+
 @pytest.fixture(params=["monolith", "microservices"])
 def deployment(request):
     """Run a test once against each architecture."""

@@ -1,23 +1,56 @@
-"""Gateway app factory: the shared HTTP API around the gRPC stage services.
+"""Gateway app factory: the shared HTTP API around the gRPC stage services, in one of three modes.
 
     LAB_PREPROCESS_ADDR=... LAB_INFERENCE_ADDR=... LAB_POSTPROCESS_ADDR=... \
         gunicorn -c python:servinglab.gunicorn_conf 'microservices.gateway.app:create_app()'
+    LAB_GATEWAY_MODE=split LAB_INFERENCE_ADDR=... gunicorn ... 'microservices.gateway.app:create_app()'
+    LAB_GATEWAY_MODE=chained LAB_PREPROCESS_ADDR=... gunicorn ... 'microservices.gateway.app:create_app()'
+
+`LAB_GATEWAY_MODE` (servinglab/config.py) picks the backend; each mode requires exactly the
+addresses it calls, checked here so a missing one stops start-up with its name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask
 
+from microservices.gateway.chained import ChainedBackend
+from microservices.gateway.split import LocalStages, SplitBackend
 from microservices.gateway.stages import GrpcBackend
 from servinglab import config as lab_config
-from servinglab.api import build_app
+from servinglab.api import Backend, build_app
+from servinglab.cache import cache_mode, with_cache
+
+
+def _split(settings: dict[str, Any]) -> Callable[[], Backend]:
+    # The in-process stages load the artifact now, before gunicorn forks; channels after the fork.
+    local = LocalStages(settings)
+    return lambda: SplitBackend(settings, local)
+
+
+# mode -> (addresses it calls, what builds its backend factory before the fork)
+MODES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Callable[[], Backend]]]] = {
+    "orchestrated": (("PREPROCESS_ADDR", "INFERENCE_ADDR", "POSTPROCESS_ADDR"),
+                     lambda settings: lambda: GrpcBackend(settings)),
+    "split": (("INFERENCE_ADDR",), _split),
+    "chained": (("PREPROCESS_ADDR",), lambda settings: lambda: ChainedBackend(settings)),
+}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = lab_config.load(overrides=config)
+    mode = settings["GATEWAY_MODE"]
+    if mode not in MODES:
+        raise RuntimeError(f"unknown {lab_config.env_name('GATEWAY_MODE')}={mode!r}; choose one of: {', '.join(MODES)}")
+    addresses, prepare = MODES[mode]
     # Checked here, before any worker forks, so a missing address stops start-up with its name.
-    lab_config.require(settings, "PREPROCESS_ADDR", "INFERENCE_ADDR", "POSTPROCESS_ADDR")
-    return build_app(lambda: GrpcBackend(settings), __name__, config)
+    try:
+        lab_config.require(settings, *addresses)
+    except RuntimeError as missing:
+        raise RuntimeError(f"the {mode} gateway: {missing}") from None
+    cache_mode(settings)  # a misspelt cache setting stops start-up here, not in each worker
+    factory = prepare(settings)
+    # With CACHE_PLACEMENT=gateway the cache wraps whichever backend, built lazily in each worker.
+    return build_app(lambda: with_cache(factory(), settings, "gateway"), __name__, config)

@@ -1,6 +1,6 @@
 """`python -m microservices.inference`: run the inference stage service until SIGTERM."""
 
-from microservices.inference.server import create_server
 from microservices.grpc_server import serve
+from microservices.inference.server import create_server
 
 serve("inference", create_server)

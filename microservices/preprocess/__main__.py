@@ -1,6 +1,6 @@
 """`python -m microservices.preprocess`: run the preprocess stage service until SIGTERM."""
 
-from microservices.preprocess.server import create_server
 from microservices.grpc_server import serve
+from microservices.preprocess.server import create_server
 
 serve("preprocess", create_server)

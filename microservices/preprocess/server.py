@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from microservices import chain
 from microservices.convert import batch_from_proto, matrix_to_proto, model_ref
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
@@ -76,4 +77,4 @@ def create_server(address: str, settings: dict[str, Any] | None = None):
     artifact = load_artifact(settings["MODEL_DIR"], settings["MODEL_PROFILE"])
     servicer = PreprocessServicer(VersionedPreprocessors(artifact))
     return create_stage_server("Preprocess", lambda server: pb_grpc.add_PreprocessServicer_to_server(servicer, server),
-                               address, settings)
+                               address, settings, extra_services=chain.links("preprocess", servicer, settings))

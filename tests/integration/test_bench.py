@@ -23,7 +23,7 @@ SHORT = ["--quick", "--reps", "1", "--step-seconds", "2", "--probe-seconds", "2"
 def test_short_benchmark_writes_valid_results_and_reports(tmp_path, models_root):
     result = subprocess.run([sys.executable, "-m", "benchmarks.runner", *SHORT, "--out", str(tmp_path),
                              "--label", "ci", "--models", str(models_root)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+                            check=False, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = (tmp_path / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
@@ -69,7 +69,7 @@ def test_interrupting_a_benchmark_leaves_no_process(tmp_path, models_root, watch
 def test_report_regenerates_from_results_alone(tmp_path):
     fixture = ROOT / "tests" / "fixtures" / "results_small.json"
     (tmp_path / "results.json").write_text(fixture.read_text())
-    result = subprocess.run([sys.executable, "-m", "benchmarks.report", str(tmp_path)], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "benchmarks.report", str(tmp_path)], check=False, capture_output=True,
                             text=True, cwd=ROOT, timeout=120, env={**os.environ})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.html").exists()
@@ -86,7 +86,43 @@ def test_unavailable_targets_fail_fast_with_a_reason(arguments, needle, tmp_path
     if "docker" in arguments and images.engine_available()[0]:
         pytest.skip("a Docker engine answers on this machine, so the docker target would really run")
     result = subprocess.run([sys.executable, "-m", "benchmarks.runner", *arguments, "--out", str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+                            check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 3, result.stdout + result.stderr
     assert needle in result.stderr
     assert not list(tmp_path.iterdir()), "nothing should be written when the target is unavailable"
+
+
+def test_short_sweep_writes_valid_json_charts_and_a_conclusion(tmp_path, models_root):
+    """Two values of CACHE_RATE with a cache on: the knobs reach the servers and Locust, for real."""
+    from benchmarks import knobs, sweep
+
+    # Only what this test sets: make exports every knob, possibly set by whoever runs the suite.
+    names = {knob.variable for knob in knobs.KNOBS} | {"SWEEP", "SWEEP_VALUES", "QUICK", "REPS", "LABEL"}
+    env = {key: value for key, value in os.environ.items() if key not in names}
+    result = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--knob", "cache_rate", "--values", "0.9 0",
+                             "--cache", "local", "--reps", "1", "--step-seconds", "2", "--probe-seconds", "2",
+                             "--out", str(tmp_path), "--models", str(models_root)],
+                            check=False, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    sweep_dir = (tmp_path / "latest-sweep").resolve()
+    doc = json.loads((sweep_dir / "sweep.json").read_text())
+    assert sweep.validation_errors(doc) == []
+    assert doc["knob"]["values"] == ["0", "0.9"] and doc["run"]["complete"] is True  # numeric: sorted
+    assert doc["run"]["quick"] is True and doc["run"]["knobs"]["cache"] == "local"
+    assert [point["value"] for point in doc["points"]] == ["0", "0.9"]
+    for point in doc["points"]:
+        assert set(point["architectures"]) == {"monolith", "microservices"}
+        results = json.loads((sweep_dir / point["run_dir"] / "results.json").read_text())
+        jsonschema.validate(results, load_schema())
+        assert results["run"]["knobs"]["cache_rate"] == float(point["value"])
+        for name, architecture in results["architectures"].items():
+            assert architecture["applied"]["settings"]["CACHE"] == "local"
+            # With a cache on, the servers count their lookups, whatever they found.
+            assert architecture["cache"]["source"] == "metrics", name
+            assert point["architectures"][name]["hit_rate"] is not None
+    for name in ("sweep_capacity_cost.png", "sweep_latency.png"):
+        assert (sweep_dir / "charts" / name).stat().st_size > 10_000
+    assert doc["conclusion"] in (sweep_dir / "sweep.md").read_text()
+    assert "on this machine, for this workload" in doc["conclusion"]
+    assert (sweep_dir / "sweep.html").stat().st_size > 10_000
+    assert "[sweep" in result.stdout and "value 2/2: CACHE_RATE=0.9" in result.stdout

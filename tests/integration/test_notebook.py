@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import report  # noqa: E402
+from benchmarks import report
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 NOTEBOOK = NOTEBOOKS / "compare.ipynb"

@@ -1,4 +1,8 @@
-"""Both architectures give identical answers and identical errors for the same requests."""
+"""Every architecture gives the monolith's answers and errors, bit for bit, for the same requests.
+
+The monolith is the reference; each other topology (orchestrated microservices, split, chained)
+is compared with it in turn.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ from servinglab.schema import CATEGORICAL_FIELDS, NUMERIC_FIELDS
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration
+
+# The topologies compared with the monolith: each runs the same pipeline code behind other hops.
+DISTRIBUTED = ["microservices", "split", "chained"]
+
+
+@pytest.fixture(params=DISTRIBUTED)
+def distributed(request):
+    """Run a test once against each topology other than the monolith."""
+    return request.getfixturevalue(request.param)
 
 
 def edge_cases(held_out: list[dict], count: int) -> list[dict]:
@@ -31,25 +44,25 @@ def edge_cases(held_out: list[dict], count: int) -> list[dict]:
     return cases
 
 
-def test_parity_on_held_out_and_edge_cases(monolith, microservices, http, held_out, pipeline):
+def test_parity_on_held_out_and_edge_cases(monolith, distributed, http, held_out, pipeline):
     instances = held_out + edge_cases(held_out, 300)
     assert len(instances) >= 300
     answers = {}
-    for deployment in (monolith, microservices):
+    for deployment in (monolith, distributed):
         response = http.post(deployment.url + "/v1/predict", json={"instances": instances})
         assert response.status_code == 200, response.text
         answers[deployment.architecture] = response.json()
     # Exact equality, floats included: both run the same code on the same doubles.
-    assert answers["monolith"] == answers["microservices"]
+    assert answers["monolith"] == answers[distributed.architecture]
     in_process = pipeline.predict(validate_instances(instances))
     assert answers["monolith"]["predictions"] == json.loads(json.dumps(in_process))
 
 
-def test_single_row_requests_match_bulk(monolith, microservices, http, held_out):
+def test_single_row_requests_match_bulk(monolith, distributed, http, held_out):
     bulk = http.post(monolith.url + "/v1/predict", json={"instances": held_out[:10]}).json()["predictions"]
     for index, instance in enumerate(held_out[:10]):
         singles = [http.post(d.url + "/v1/predict", json={"instances": [instance]}).json()["predictions"][0]
-                   for d in (monolith, microservices)]
+                   for d in (monolith, distributed)]
         assert singles[0] == singles[1]
         # One row goes through BLAS gemv, a batch through gemm: the last bits may differ.
         assert singles[0]["species"] == bulk[index]["species"]
@@ -82,6 +95,15 @@ BAD_REQUESTS = [
     ("deep nesting", b"[" * 50_000 + b"]" * 50_000, "application/json"),
     ("oversized body", b" " * (1 << 20) + b"{}", "application/json"),
     ("invalid utf-8", b'{"instances": ["\xff"]}', "application/json"),
+    # Hostile-input bounds (MAX_JSON_DEPTH, MAX_INT_DIGITS, MAX_STRING_CHARS, MAX_KEY_CHARS).
+    ("nesting one level over the limit", b"[" * 33 + b"]" * 33, "application/json"),
+    ("deep value in a record", "deep-value", "application/json"),
+    ("integer over the digit limit", "huge-int", "application/json"),
+    ("integer under the digit limit", "long-int", "application/json"),
+    ("over-long category", "long-category", "application/json"),
+    ("over-long field name", "long-key", "application/json"),
+    ("over-long top-level field name", "long-top-level-key", "application/json"),
+    ("thousands of unknown fields", "many-keys", "application/json"),
 ]
 
 
@@ -93,7 +115,20 @@ def _body(kind, held_out) -> bytes:
         return b'{"instances": [{"bill_length_mm": 1e999}]}'
     if kind == "too-many":
         return json.dumps({"instances": [record] * 1001}).encode()
+    if kind in ("huge-int", "long-int"):
+        digits = "9" * (5000 if kind == "huge-int" else 4000)
+        return json.dumps({"instances": [{**record, "body_mass_g": None}]}).replace(
+            '"body_mass_g": null', f'"body_mass_g": {digits}').encode()
+    if kind == "long-top-level-key":
+        return json.dumps({"instances": [record], "k" * 100_000: 1}).encode()
+    deep: list = []
+    for _ in range(40):
+        deep = [deep]
     changes = {
+        "deep-value": {"sex": deep},
+        "long-category": {"island": "Biscoe" * 20},
+        "long-key": {"k" * 100_000: 1},
+        "many-keys": {f"extra_{i}": i for i in range(20_000)},
         "unknown-field": {"wingspan_mm": 3},
         "wrong-type": {"body_mass_g": "heavy"},
         "bool": {"body_mass_g": True},
@@ -109,11 +144,11 @@ def _body(kind, held_out) -> bytes:
 
 
 @pytest.mark.parametrize("label, kind, content_type", BAD_REQUESTS, ids=[r[0] for r in BAD_REQUESTS])
-def test_error_parity(label, kind, content_type, monolith, microservices, http, held_out):
+def test_error_parity(label, kind, content_type, monolith, distributed, http, held_out):
     body = _body(kind, held_out)
     headers = {"Content-Type": content_type} if content_type else {}
     answers = []
-    for deployment in (monolith, microservices):
+    for deployment in (monolith, distributed):
         response = http.post(deployment.url + "/v1/predict", data=body, headers=headers)
         assert response.headers["Content-Type"] == "application/problem+json"
         problem = response.json()

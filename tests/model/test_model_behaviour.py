@@ -25,7 +25,14 @@ import pytest
 from servinglab import data
 from servinglab.artifact import load_artifact
 from servinglab.pipeline import PYTHON_PREPROCESS_MAX_ROWS, ServingPipeline
-from servinglab.schema import CATEGORICAL_FIELDS, CATEGORICAL_NAMES, CLASSES, FIELD_NAMES, NUMERIC_FIELDS, NUMERIC_NAMES
+from servinglab.schema import (
+    CATEGORICAL_FIELDS,
+    CATEGORICAL_NAMES,
+    CLASSES,
+    FIELD_NAMES,
+    NUMERIC_FIELDS,
+    NUMERIC_NAMES,
+)
 from servinglab.validation import RawBatch, validate_instances
 
 PROFILES = ("linear", "forest", "boosting")

@@ -112,8 +112,8 @@ def proto_services() -> set[str]:
     services = set()
     for proto in (ROOT / "protos").rglob("*.proto"):
         text = proto.read_text()
-        package = re.search(r"^package\s+([\w.]+);", text, re.M).group(1)
-        services |= {f"{package}.{name}" for name in re.findall(r"^service\s+(\w+)\s*\{", text, re.M)}
+        package = re.search(r"^package\s+([\w.]+);", text, re.MULTILINE).group(1)
+        services |= {f"{package}.{name}" for name in re.findall(r"^service\s+(\w+)\s*\{", text, re.MULTILINE)}
     return services
 
 
@@ -428,12 +428,15 @@ def test_every_grpc_service_in_the_manifests_exists_in_protos_and_every_one_is_d
                            for d in workloads(overlay, rendered) if role_of(d) in GRPC_ROLES}
         assert named_in_probes <= defined, f"{overlay}: {named_in_probes - defined} not in protos/"
         if overlay.startswith("microservices/"):
-            assert named_in_probes == defined, f"{overlay}: {defined - named_in_probes} not deployed"
+            # Chain is served only in the chained topology (stages given LAB_NEXT_ADDR), which has
+            # no manifests yet; the orchestrated stages rightly do not serve it.
+            expected = defined - {"servinglab.v1.Chain"}
+            assert named_in_probes == expected, f"{overlay}: {expected - named_in_probes} not deployed"
 
 
 def test_image_user_and_model_location_agree_with_the_dockerfile(rendered):
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    uid = int(re.findall(r"^USER\s+(\d+)", dockerfile, re.M)[-1])
+    uid = int(re.findall(r"^USER\s+(\d+)", dockerfile, re.MULTILINE)[-1])
     model_dir = re.search(r"LAB_MODEL_DIR=(\S+)", dockerfile).group(1)
     for overlay in OVERLAYS:
         for deployment in workloads(overlay, rendered):
@@ -446,7 +449,7 @@ def test_the_deploy_script_sets_the_tag_of_the_image_the_manifests_name():
     assert f"name: {images.IMAGE_NAME}\n" in script, "kind.sh must override the tag of the manifests' image"
     assert "servinglab.images ref" in script, "kind.sh must take the tag from servinglab.images, not recompute it"
     makefile = (ROOT / "Makefile").read_text()
-    for image in re.findall(r"^IMAGE\s*[:?]?=\s*(\S+)", makefile, re.M):
+    for image in re.findall(r"^IMAGE\s*[:?]?=\s*(\S+)", makefile, re.MULTILINE):
         assert image == images.IMAGE_NAME, "the Makefile names another image than servinglab.images"
 
 
@@ -506,7 +509,7 @@ def test_kind_maps_every_entry_point_node_port_to_localhost(rendered):
 def test_kind_script_pins_its_versions():
     script = KIND_SCRIPT.read_text()
     assert re.search(r"metrics-server/releases/download/v\d+\.\d+\.\d+/components\.yaml", script)
-    kind_version = re.search(r"^KIND_VERSION=(v\d+\.\d+\.\d+)$", script, re.M).group(1)
+    kind_version = re.search(r"^KIND_VERSION=(v\d+\.\d+\.\d+)$", script, re.MULTILINE).group(1)
     assert f"kind {kind_version}" in KIND_CONFIG.read_text()
 
 
@@ -550,4 +553,4 @@ def test_kind_script_explains_itself_on_an_unknown_command(bare_path):
                             timeout=60, env={"PATH": bare_path})
     assert result.returncode == 2
     for command in ("up", "load", "deploy", "bench", "logs", "down"):
-        assert re.search(rf"^  {command}\s", result.stdout, re.M), command
+        assert re.search(rf"^  {command}\s", result.stdout, re.MULTILINE), command

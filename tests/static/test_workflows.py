@@ -42,7 +42,7 @@ def run_lines(workflow: dict, job: str) -> list[str]:
 
 
 def makefile_targets() -> set[str]:
-    return set(re.findall(r"^([a-zA-Z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+    return set(re.findall(r"^([a-zA-Z][\w-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
 
 
 def make_targets_run(workflow: dict) -> set[str]:
@@ -82,7 +82,7 @@ def test_ci_runs_make_test_on_pushes_and_pull_requests_for_both_pythons():
     assert setup["with"]["cache"] == "pip"
     assert "requirements/constraints.txt" in setup["with"]["cache-dependency-path"]
     assert ".ci/run" in run_lines(workflow, "test")
-    assert re.search(r"^make test\b", (ROOT / ".ci" / "run").read_text(), re.M), ".ci/run must run make test"
+    assert re.search(r"^make test\b", (ROOT / ".ci" / "run").read_text(), re.MULTILINE), ".ci/run must run make test"
 
 
 def test_kind_e2e_builds_deploys_both_architectures_benchmarks_and_keeps_the_report():
@@ -104,7 +104,7 @@ def test_kind_e2e_builds_deploys_both_architectures_benchmarks_and_keeps_the_rep
 
 
 def test_kind_e2e_installs_the_kind_version_the_script_expects():
-    script_version = re.search(r"^KIND_VERSION=(\S+)$", (ROOT / "scripts" / "kind.sh").read_text(), re.M).group(1)
+    script_version = re.search(r"^KIND_VERSION=(\S+)$", (ROOT / "scripts" / "kind.sh").read_text(), re.MULTILINE).group(1)
     assert load("kind-e2e.yml")["env"]["KIND_VERSION"] == script_version
 
 
@@ -150,7 +150,7 @@ def test_the_kind_make_targets_exist():
     assert KIND_TARGETS <= targets
     makefile = (ROOT / "Makefile").read_text()
     for target in KIND_TARGETS:
-        assert re.search(rf"^{target}:.*##", makefile, re.M), f"{target} needs a ## help comment"
+        assert re.search(rf"^{target}:.*##", makefile, re.MULTILINE), f"{target} needs a ## help comment"
 
 
 def _actionlint() -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import metadata as package_metadata
 from pathlib import Path
 
@@ -235,7 +235,7 @@ def test_metadata_records_git_sha_and_creation_time(loaded):
     assert metadata["git_sha"] is None or re.fullmatch(r"[0-9a-f]{40}", metadata["git_sha"])
     created = datetime.fromisoformat(metadata["created_at"])
     assert created.tzinfo is not None and created.utcoffset() == timedelta(0)
-    assert abs(datetime.now(timezone.utc) - created) < timedelta(hours=1)
+    assert abs(datetime.now(UTC) - created) < timedelta(hours=1)
 
 
 def test_metadata_records_the_model_hash(loaded, trained):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import html
 import json
 import re
 import subprocess
@@ -16,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import analysis, plots, report  # noqa: E402
+from benchmarks import analysis, knobs, plots, report
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "results_small.json"
 SLO = 50.0
@@ -427,3 +428,70 @@ def test_command_line_prints_the_paths_written(tmp_path, results):
     assert str(run_dir / "report.md") in printed
     assert str(run_dir / "report.html") in printed
     assert str(run_dir / "charts" / "latency_vs_throughput.png") in printed
+
+
+# --- Experiment knobs -------------------------------------------------------------------------
+
+KNOBS_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "results_knobs.json"
+
+
+@pytest.fixture
+def knob_results() -> dict:
+    """A run with every knob away from its default (three topologies, cache, batching, replicas, delay)."""
+    return json.loads(KNOBS_FIXTURE.read_text(encoding="utf-8"))
+
+
+def test_knob_fixture_validates_and_old_results_still_do(knob_results, results):
+    analysis.validate_results(knob_results)
+    assert "knobs" not in results["run"]
+    analysis.validate_results(results)
+
+
+@pytest.fixture(scope="module")
+def knob_pages() -> tuple[str, str]:
+    """The knob fixture's report as Markdown and as HTML text, rendered once (charts are slow)."""
+    results = json.loads(KNOBS_FIXTURE.read_text(encoding="utf-8"))
+    page = html.unescape(report.render_html(results)).replace("<code>", "`").replace("</code>", "`")
+    return report.render_markdown(results), page
+
+
+@pytest.mark.parametrize("knob", [knob.key for knob in knobs.KNOBS])
+def test_report_explains_every_knob_away_from_its_default(knob_results, knob_pages, knob):
+    spec = knobs.BY_KEY[knob]
+    markdown, page = knob_pages
+    section = markdown.split("## What this run varies")[1].split("\n## ")[0]
+    value = knob_results["run"]["knobs"][knob]
+    assert f"### {spec.variable}={spec.show(value)}" in section
+    assert spec.about in section
+    assert spec.about in page
+
+
+def test_knob_paragraphs_say_what_this_run_did(knob_results):
+    section = report.render_markdown(knob_results).split("## What this run varies")[1]
+    assert "sitting at: monolith: in process; microservices: inference service; split: inference service" in section
+    assert "This run added 2 ms per hop to microservices, split, by an in-process sleep before each call." in section
+    assert "batched at most 16 rows per model call, waiting at most 1 ms" in section
+    assert "Replicas in this run: microservices inference=2; split inference=2." in section
+    assert "split: a Flask gateway running preprocess and postprocess in process" in section
+
+
+def test_cache_table_shows_hit_rate_next_to_capacity_and_cost(knob_results):
+    markdown = report.render_markdown(knob_results)
+    assert "### Cache hits" in markdown
+    assert "| monolith | in process | 74.4% | 7,000 | 750 |" in markdown
+
+
+def test_knob_table_lists_every_knob_with_its_default(knob_results):
+    markdown = report.render_markdown(knob_results)
+    settings = markdown.split("## Machine and settings")[1]
+    for spec in knobs.KNOBS:
+        assert f"| {spec.variable} | {spec.show(knob_results['run']['knobs'][spec.key])} | {spec.show(spec.default)} |" \
+            in settings
+
+
+def test_defaults_and_old_results_have_no_knob_section(results):
+    markdown = report.render_markdown(results)
+    assert "## What this run varies" not in markdown and "Knob (make variable)" not in markdown
+    results["run"]["knobs"] = knobs.record(knobs.defaults())
+    markdown = report.render_markdown(results)
+    assert "## What this run varies" not in markdown and "Knob (make variable)" in markdown

@@ -1,12 +1,24 @@
-"""The benchmark runner's own arithmetic: ladders, measurement windows, step summaries."""
+"""The benchmark runner's own arithmetic: ladders, measurement windows, step summaries, cache counts."""
 
 from __future__ import annotations
 
 import pytest
 
 from benchmarks.resources import CpuSeries, parse_quantity
-from benchmarks.runner import (BenchConfig, ladder_targets, measurement_window, parse_config, percentile,
-                               stage_breakdown, summarise_step)
+from benchmarks.runner import (
+    BenchConfig,
+    cache_summary,
+    ladder_targets,
+    locust_seed,
+    measurement_window,
+    metrics_cache_counts,
+    parse_config,
+    percentile,
+    server_timing_cache_counts,
+    server_timing_medians,
+    stage_breakdown,
+    summarise_step,
+)
 
 
 class FixedCpuSampler(CpuSeries):
@@ -84,8 +96,8 @@ def test_percentile_is_nearest_rank():
 
 
 def test_stage_breakdown_separates_compute_hops_and_http():
-    headers = ["validate;dur=0.1, pre;dur=0.2, hop-pre;dur=0.5, infer;dur=0.3, hop-infer;dur=0.4, post;dur=0.1, "
-               "hop-post;dur=0.6, total;dur=2.5"] * 3
+    headers = [("validate;dur=0.1, pre;dur=0.2, hop-pre;dur=0.5, infer;dur=0.3, hop-infer;dur=0.4, post;dur=0.1, "
+                "hop-post;dur=0.6, total;dur=2.5")] * 3
     stages = stage_breakdown(headers)
     assert stages == {"pre": 0.2, "infer": 0.3, "post": 0.1, "hop_pre": 0.5, "hop_infer": 0.4, "hop_post": 0.6,
                       "http_other": pytest.approx(0.4)}
@@ -113,3 +125,36 @@ def test_kind_endpoints_and_namespaces_are_pairs():
     assert parsed.namespaces == {"monolith": "servinglab-monolith"}
     with pytest.raises(SystemExit):
         parse_config(["--endpoint", "monolith"])
+
+
+def test_server_timing_entries_without_a_duration_are_not_stages():
+    headers = ['cache;desc="miss 0/1";dur=0.02, pre;dur=0.2, infer;dur=0.3, post;dur=0.1, total;dur=1.0',
+               'cache;desc="hit 1/1";dur=0.01, total;dur=0.3', "cache;desc=hit, total;dur=0.2"]
+    medians = server_timing_medians(headers)
+    assert medians["cache"] == pytest.approx(0.015) and medians["pre"] == 0.2
+    assert server_timing_cache_counts(headers) == {"hits": 2, "misses": 1}
+    assert server_timing_cache_counts(["pre;dur=0.2, total;dur=1.0"]) == {"hits": 0, "misses": 0}
+
+
+def test_cache_counters_are_read_from_prometheus_text_whatever_their_labels():
+    lines = [
+        "# HELP lab_cache_lookups_total Prediction cache lookups",
+        "# TYPE lab_cache_lookups_total counter",
+        'lab_cache_lookups_total{placement="gateway",result="hit"} 30',
+        'lab_cache_lookups_total{placement="gateway",result="miss"} 10',
+        'lab_cache_lookups_total{placement="gateway",result="skipped"} 5',
+        "# TYPE lab_cache_errors_total counter",
+        'lab_cache_errors_total{placement="gateway",operation="get"} 2',
+        "# TYPE lab_cache_hit_seconds histogram",  # not a counter: ignored
+        'lab_cache_hit_seconds_count{result="hit"} 99',
+        "# TYPE lab_http_requests_total counter",
+        'lab_http_requests_total{route="/v1/predict",method="POST",status="200"} 45',
+    ]
+    assert metrics_cache_counts("\n".join(lines)) == {"hits": 30.0, "misses": 10.0}
+    assert cache_summary(30, 10, "metrics") == {"hits": 30, "misses": 10, "hit_rate": 0.75, "source": "metrics"}
+    assert cache_summary(0, 0, "metrics") is None
+
+
+def test_every_locust_run_of_a_repetition_gets_its_own_seed():
+    seeds = [locust_seed(repetition, step) for repetition in range(3) for step in (None, *range(20))]
+    assert len(set(seeds)) == len(seeds)

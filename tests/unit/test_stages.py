@@ -13,7 +13,13 @@ import pytest
 
 from servinglab import data
 from servinglab.pipeline import DEFAULT_CONFIDENCE_THRESHOLD, Postprocessor
-from servinglab.schema import CATEGORICAL_FIELDS, CATEGORICAL_NAMES, CLASSES, FIELD_NAMES, NUMERIC_NAMES
+from servinglab.schema import (
+    CATEGORICAL_FIELDS,
+    CATEGORICAL_NAMES,
+    CLASSES,
+    FIELD_NAMES,
+    NUMERIC_NAMES,
+)
 from servinglab.validation import RawBatch, validate_instances
 
 N_NUMERIC = len(NUMERIC_NAMES)

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import sys
 
 import pytest
 
+from servinglab import config
 from servinglab.problems import MAX_LISTED_ERRORS, Problem
 from servinglab.schema import CATEGORICAL_NAMES, FIELD_NAMES, NUMERIC_NAMES
-from servinglab.validation import MAX_ECHOED_CHARS, parse_json, validate_instances, validate_predict_request
+from servinglab.validation import (
+    DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_KEY_CHARS,
+    DEFAULT_MAX_STRING_CHARS,
+    MAX_ECHOED_CHARS,
+    parse_json,
+    validate_instances,
+    validate_predict_request,
+)
 
 LIMIT = 10
 
@@ -398,3 +409,119 @@ def test_hostile_long_top_level_key_is_truncated():
         validate_predict_request({"instances": [record()], "x" * 1_000_000: 1}, LIMIT)
     assert caught.value.status == 422
     assert len(caught.value.detail) < 200
+
+
+# --- Hostile-input bounds -----------------------------------------------------------------------
+
+def test_validation_limits_default_to_the_configured_ones():
+    assert (DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_STRING_CHARS, DEFAULT_MAX_KEY_CHARS) == (
+        config.DEFAULTS["MAX_JSON_DEPTH"], config.DEFAULTS["MAX_STRING_CHARS"], config.DEFAULTS["MAX_KEY_CHARS"])
+
+
+@pytest.mark.parametrize("opener,closer", [(b"[", b"]"), (b'{"a":', b"}"), (b'[{"a":', b"}]")],
+                         ids=["arrays", "objects", "mixed"])
+def test_nesting_up_to_the_limit_parses_and_one_level_more_is_400(opener, closer):
+    per_level = 2 if opener == b'[{"a":' else 1
+    levels = 12 // per_level
+    parse_json(opener * levels + b"0" + closer * levels, max_depth=12)
+    with pytest.raises(Problem) as caught:
+        parse_json(opener * (levels + 1) + b"0" + closer * (levels + 1), max_depth=12)
+    assert caught.value.status == 400
+    assert caught.value.slug == "malformed-json"
+    assert caught.value.detail == "The body is nested too deeply: arrays and objects may nest at most 12 levels."
+    assert caught.value.extensions == {"limit": 12}
+
+
+def test_a_valid_request_nests_three_deep():
+    body = json.dumps({"instances": [record(), record()]}).encode()
+    assert parse_json(body, max_depth=3)["instances"][1] == record()
+    with pytest.raises(Problem):
+        parse_json(body, max_depth=2)
+
+
+def test_nesting_is_measured_not_bracket_count():
+    # 10,000 sibling objects are many brackets but only three levels.
+    body = json.dumps({"instances": [record()] * 10_000}).encode()
+    assert len(parse_json(body)["instances"]) == 10_000
+
+
+def test_brackets_inside_strings_count_as_nesting():
+    # The scan does not track strings; no valid request has a bracket in one, so this only ever
+    # turns a request that is wrong anyway into a 400 instead of a 422.
+    body = json.dumps({"instances": [record(island="[" * 40)]}).encode()
+    with pytest.raises(Problem) as caught:
+        parse_json(body)
+    assert caught.value.status == 400 and "nested too deeply" in caught.value.detail
+
+
+def test_truncated_large_body_is_malformed_not_too_deep():
+    body = json.dumps({"instances": [record()] * 100}).encode()[:-5]
+    with pytest.raises(Problem) as caught:
+        parse_json(body)
+    assert caught.value.detail.startswith("The body is not valid JSON")
+
+
+def test_integer_longer_than_the_digit_limit_is_400():
+    body = json.dumps({"instances": [record()]}).replace("5200.0", "9" * 5000).encode()
+    with pytest.raises(Problem) as caught:
+        parse_json(body)
+    problem = caught.value
+    assert (problem.status, problem.slug, problem.title) == (400, "number-too-large", "Number too large")
+    assert problem.detail == f"An integer in the body has more than {sys.get_int_max_str_digits()} digits."
+    assert problem.extensions == {"limit": sys.get_int_max_str_digits()}
+
+
+def test_digit_limit_is_the_interpreters_configurable_one():
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        body = json.dumps({"instances": [record()]}).replace("5200.0", "9" * 641).encode()
+        with pytest.raises(Problem) as caught:
+            parse_json(body)
+        assert caught.value.extensions == {"limit": 640}
+    finally:
+        sys.set_int_max_str_digits(previous)
+
+
+def test_over_long_category_value_names_the_limit():
+    error = only_error(rejected([record(sex="f" * (DEFAULT_MAX_STRING_CHARS + 1))]))
+    assert error["message"].startswith(f"must be at most {DEFAULT_MAX_STRING_CHARS} characters, got 'fff")
+    with pytest.raises(Problem) as caught:
+        validate_predict_request({"instances": [record(sex="female-ish")]}, LIMIT, max_string_chars=5)
+    assert caught.value.extensions["errors"][0]["message"].startswith("must be at most 5 characters")
+
+
+def test_category_value_within_the_limit_gets_the_usual_message():
+    error = only_error(rejected([record(sex="f" * DEFAULT_MAX_STRING_CHARS)]))
+    assert error["message"].startswith("must be one of female, male or null")
+
+
+def test_over_long_field_name_names_the_limit():
+    hostile = "k" * (DEFAULT_MAX_KEY_CHARS + 1)
+    error = only_error(rejected([record(**{hostile: 1})]))
+    assert error["message"] == f"is not a known field (names are at most {DEFAULT_MAX_KEY_CHARS} characters)"
+    with pytest.raises(Problem) as caught:
+        validate_predict_request({"instances": [record()], hostile: 1}, LIMIT)
+    assert caught.value.detail.endswith(f"Field names are at most {DEFAULT_MAX_KEY_CHARS} characters.")
+
+
+def test_many_unknown_fields_list_the_first_in_order_and_count_the_rest():
+    names = [f"extra_{i:04d}" for i in range(5000)]
+    random.Random(3).shuffle(names)
+    problem = rejected([record(**dict.fromkeys(names, 1))])
+    assert [e["field"] for e in problem.extensions["errors"]] == sorted(names)[:MAX_LISTED_ERRORS]
+    assert problem.detail.startswith("5000 problem(s)")
+    with pytest.raises(Problem) as caught:
+        validate_predict_request({"instances": [record()], **dict.fromkeys(names, 1)}, LIMIT)
+    assert caught.value.detail.startswith("Unknown top-level field(s): " + ", ".join(sorted(names)[:MAX_LISTED_ERRORS]))
+    assert caught.value.detail.endswith(f" and {5000 - MAX_LISTED_ERRORS} more.")
+
+
+def test_listing_continues_across_instances_until_the_list_is_full():
+    first = record(**{f"a{i}": 1 for i in range(15)})
+    second = record(**{f"b{i:02d}": 1 for i in range(30)})
+    problem = rejected([first, second])
+    fields = [(e["instance"], e["field"]) for e in problem.extensions["errors"]]
+    assert fields == [(0, name) for name in sorted(f"a{i}" for i in range(15))] + [
+        (1, f"b{i:02d}") for i in range(MAX_LISTED_ERRORS - 15)]
+    assert problem.detail.startswith("45 problem(s)")
