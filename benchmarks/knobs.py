@@ -397,8 +397,10 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         "CACHE_RATE", 0.0, "0..1", "share of requests repeating earlier inputs (Zipf-like)", _number(0.0, 1.0),
+        # With a cache on, CACHE_RATE=0 must mean "every input new", not the default workload,
+        # which cycles through the held-out birds and so repeats almost every request.
         locust_env=lambda values: ({"LAB_BENCH_CACHE_RATE": f"{values['cache_rate']:g}"}
-                                   if values["cache_rate"] > 0 else {}),
+                                   if values["cache_rate"] > 0 or values["cache"] != "none" else {}),
         detail=_cache_rate_detail, sweep_values=("0", "0.5", "0.9"),
         about=(
             "Repeated inputs. The load generator drew this share of requests from inputs it had sent "

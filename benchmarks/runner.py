@@ -55,6 +55,7 @@ USER_RPS = 10.0
 # at most this many times.
 EXTEND_FACTOR = 1.15
 MAX_EXTRA_STEPS = 3
+MAX_LOWER_STEPS = 2  # halvings of the rate when even the first step misses the SLO
 MIN_USERS = 4
 PROBE_USERS = 32
 METRICS_FLUSH_WAIT_S = 1.2
@@ -458,7 +459,7 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
         base_rates = list(rates)
         progress(f"{architecture} r{repetition}: probe {probe_rps:.0f} req/s closed-loop; "
                  f"ladder {', '.join(f'{t:g}' for t in rates)} req/s")
-        step = 0
+        step = lowered = 0
         while step < len(rates):
             target = rates[step]
             users = max(MIN_USERS, math.ceil(target / USER_RPS))
@@ -481,6 +482,15 @@ def run_architecture(architecture: str, repetition: int, config: BenchConfig, ru
                      f"{level['achieved_rps']:g} req/s, p99 {level['p99_ms']} ms, errors {level['error_rate']:.2%}, "
                      f"SUT CPU {level['sut_cpu_percent']:.0f}%, Locust CPU {level['loadgen_cpu_percent']:.0f}%"
                      f" -> {verdict}{bound}")
+            if not any(done["within_slo"] for done in levels) and lowered < MAX_LOWER_STEPS:
+                # Even the lowest rate so far missed the SLO (a closed-loop probe can overrate a
+                # server whose throughput comes with latency, e.g. with batching): halve it
+                # instead of climbing, so capacity is found rather than reported as none.
+                rates[step + 1:] = [ladder_targets(target / 2, (1.0,))[0]]
+                base_rates = rates[:]
+                lowered += 1
+                step += 1
+                continue
             if level["achieved_rps"] < 0.8 * target:
                 break  # deep in saturation: further steps only add queueing, not information
             extra = len(rates) - len(base_rates)

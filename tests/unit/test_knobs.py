@@ -106,6 +106,12 @@ def test_cache_rate_goes_to_locust_only():
     assert knobs.settings_for(chosen, "monolith") == {}
 
 
+def test_a_cache_with_rate_zero_sends_only_new_inputs():
+    # Not the default workload, which cycles through the held-out birds and would hit every time.
+    assert knobs.locust_env(values(cache="local", cache_rate=0.0)) == {"LAB_BENCH_CACHE_RATE": "0"}
+    assert knobs.locust_env(values()) == {}
+
+
 def test_batching_adds_threads_and_pins_the_batch_limits():
     from servinglab import config
 
