@@ -44,7 +44,8 @@ def test_short_benchmark_writes_valid_results_and_reports(tmp_path, models_root)
     assert "[bench" in result.stdout and "done in" in result.stdout
 
 
-def test_interrupting_a_benchmark_leaves_no_process(tmp_path, models_root, watch_output):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_benchmark_leaves_no_process(stop_signal, tmp_path, models_root, watch_output):
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.runner", *SHORT, "--out", str(tmp_path),
                                 "--archs", "microservices", "--models", str(models_root)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
@@ -53,7 +54,7 @@ def test_interrupting_a_benchmark_leaves_no_process(tmp_path, models_root, watch
         watcher.wait_for("ladder", timeout_s=120)  # a step is now running
         descendants = psutil.Process(process.pid).children(recursive=True)
         assert descendants, "expected servers and Locust to be running"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         code = process.wait(timeout=60)
         rest = []
         while not watcher.lines.empty():
