@@ -8,6 +8,7 @@ own deployment instead.
 from __future__ import annotations
 
 import queue
+import shutil
 import subprocess
 import threading
 import time
@@ -17,9 +18,10 @@ import pytest
 import requests
 
 from servinglab import data
-from servinglab.artifact import load_artifact
+from servinglab.artifact import load_artifact, set_current
 from servinglab.launch import launch
 from servinglab.pipeline import ServingPipeline
+from servinglab.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -40,6 +42,23 @@ def artifact(models_root):
 @pytest.fixture(scope="session")
 def pipeline(artifact) -> ServingPipeline:
     return ServingPipeline.from_artifact(artifact)
+
+
+@pytest.fixture(scope="module")
+def two_versions(models_root, tmp_path_factory):
+    """A models root holding the served linear version (v1, CURRENT) and a retrained one (v2).
+
+    Another seed draws another stratified split: a different scaler and model, so a mix of v1
+    preprocessing and v2 weights would produce probabilities matching neither version. One per
+    test module, because rollout tests move CURRENT.
+    """
+    root = tmp_path_factory.mktemp("two-versions")
+    shutil.copytree(models_root / "linear", root / "linear")
+    v1 = (root / "linear" / "CURRENT").read_text().strip()
+    v2 = train("linear", 43, root).name
+    assert v2 != v1
+    set_current(root / "linear", v1)
+    return root, v1, v2
 
 
 @pytest.fixture(scope="session")

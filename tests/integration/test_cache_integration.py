@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,7 +29,6 @@ from servinglab.supervisor import Supervisor
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 # name -> (architecture, settings, where the cache sits)
 CONFIGS = {
@@ -141,20 +137,6 @@ def test_cached_answers_equal_uncached_ones_and_repeats_hit(config, models_root,
         assert counts["hit"] == hits
         assert counts["errors"] == counts["skipped"] == 0
         print(f"\n{config}: hit rate {counts['hit'] / lookups:.3f} ({counts['hit']:.0f}/{lookups})")
-
-
-@pytest.fixture(scope="module")
-def two_versions(models_root, tmp_path_factory):
-    """A models root with two linear versions, CURRENT on the original: (root, old, new)."""
-    root = tmp_path_factory.mktemp("two-versions")
-    shutil.copytree(models_root / "linear", root / "linear")
-    old = (root / "linear" / "CURRENT").read_text().strip()
-    subprocess.run([sys.executable, "-m", "servinglab.training", "--profile", "linear", "--seed", "43",
-                    "--out", str(root)], check=True, capture_output=True, cwd=ROOT, timeout=300)
-    new = (root / "linear" / "CURRENT").read_text().strip()
-    assert new != old
-    set_current(root / "linear", old)
-    return root, old, new
 
 
 def pipeline_at(root: Path, version: str) -> ServingPipeline:

@@ -5,7 +5,6 @@ Each test starts its own deployment, because it kills or restarts parts of it.
 
 from __future__ import annotations
 
-import shutil
 import signal
 
 import psutil
@@ -16,7 +15,6 @@ from steady_load import SteadyLoad
 from servinglab.artifact import load_artifact, set_current
 from servinglab.launch import launch
 from servinglab.pipeline import ServingPipeline
-from servinglab.training import train
 from servinglab.validation import validate_predict_request
 
 pytestmark = pytest.mark.integration
@@ -35,20 +33,6 @@ def _is_problem(answer) -> bool:
     body = answer.body or {}
     return (answer.content_type.startswith("application/problem+json")
             and body.get("status") == answer.status and {"type", "title", "detail"} <= set(body))
-
-
-@pytest.fixture(scope="module")
-def two_versions(models_root, tmp_path_factory):
-    """A models root holding the served linear version (v1, CURRENT) and a retrained one (v2)."""
-    root = tmp_path_factory.mktemp("models")
-    shutil.copytree(models_root / "linear", root / "linear")
-    v1 = (root / "linear" / "CURRENT").read_text().strip()
-    # Another seed draws another stratified split: a different scaler and model, so a mix of
-    # v1 preprocessing and v2 weights would produce probabilities matching neither version.
-    v2 = train("linear", 43, root).name
-    assert v2 != v1
-    set_current(root / "linear", v1)
-    return root, v1, v2
 
 
 def test_killed_stage_gives_503s_in_time_and_the_gateway_recovers_without_restart(models_root, held_out, tmp_path):

@@ -8,7 +8,6 @@ stage to be too slow or missing, which in-process servers (as in test_grpc.py) s
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +33,6 @@ from servinglab import config
 from servinglab.artifact import load_artifact, set_current
 from servinglab.launch import launch
 from servinglab.pipeline import ServingPipeline
-from servinglab.training import train
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration
@@ -238,17 +236,6 @@ def test_a_killed_stage_gives_a_503_problem_within_the_deadline(architecture, mo
         checks = _assert_stage_down(deployment, "inference", held_out[0])
         if architecture == "chained":
             assert checks["postprocess"].startswith("not checked")
-
-
-@pytest.fixture(scope="module")
-def two_versions(models_root, tmp_path_factory):
-    """A models root with the served linear version (v1, CURRENT) and one retrained on another seed."""
-    root = tmp_path_factory.mktemp("models")
-    shutil.copytree(models_root / "linear", root / "linear")
-    v1 = (root / "linear" / "CURRENT").read_text().strip()
-    v2 = train("linear", 43, root).name
-    set_current(root / "linear", v1)
-    return root, v1, v2
 
 
 @pytest.mark.parametrize("architecture", ["split", "chained"])
