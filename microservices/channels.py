@@ -5,7 +5,8 @@ The policy, all from settings in `servinglab.config`:
 - **Deadline**: the caller passes what is left of the request budget; retries and backoff spend
   the same deadline, so a retry can never make a request outlive its budget.
 - **Retries**: only `UNAVAILABLE` (the call never reached a live server: a replica stopped or
-  died, a connection dropped), at most `GRPC_RETRY_ATTEMPTS` attempts with exponential backoff,
+  died, a connection dropped) and a server-side `CANCELLED` (a draining replica dropping a call
+  it had not started), at most `GRPC_RETRY_ATTEMPTS` attempts with exponential backoff,
   by gRPC's own retry policy in the service config, not a hand-written loop.
 - **Retry budget**: gRPC's `retryThrottling`; when most calls fail, retrying stops, so a dead
   stage costs one attempt per request rather than three.
@@ -53,7 +54,8 @@ def service_config(settings: dict[str, Any]) -> dict:
                 "initialBackoff": f"{backoff_s:.3f}s",
                 "maxBackoff": f"{max_backoff_s:.3f}s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                # CANCELLED too: a draining server cancels what it accepted but could not start.
+                "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
             },
         }],
         "retryThrottling": {
