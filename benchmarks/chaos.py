@@ -37,8 +37,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from benchmarks import plots
 from benchmarks.report import (
+    CHARTS_DIR,
     Bullets,
     Chart,
     ChartSpec,
@@ -47,6 +47,7 @@ from benchmarks.report import (
     Table,
     render_html_page,
     render_markdown_blocks,
+    write_chart_pngs,
 )
 from benchmarks.runner import (
     LOCUSTFILE,
@@ -396,16 +397,9 @@ def build_blocks(document: dict) -> list:
 
 def write_report(run_dir: Path, document: dict) -> list[Path]:
     blocks = build_blocks(document)
-    charts = run_dir / "charts"
-    charts.mkdir(parents=True, exist_ok=True)
-    written = []
-    for block in blocks:
-        if isinstance(block, Chart):
-            path = charts / f"{block.spec.key}.png"
-            path.write_bytes(plots.figure_to_png_bytes(block.spec.draw(block.data)))
-            written.append(path)
+    written = write_chart_pngs(((b.spec, b.data) for b in blocks if isinstance(b, Chart)), run_dir / CHARTS_DIR)
     markdown = run_dir / "report.md"
-    markdown.write_text(render_markdown_blocks(blocks, "charts"), encoding="utf-8")
+    markdown.write_text(render_markdown_blocks(blocks, CHARTS_DIR), encoding="utf-8")
     page = run_dir / "report.html"
     page.write_text(render_html_page(blocks, "Chaos report", document), encoding="utf-8")
     return [markdown, page, *written]

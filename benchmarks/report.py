@@ -17,7 +17,7 @@ import base64
 import html
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -892,6 +892,17 @@ def render_html_page(blocks: Sequence[Block], title: str, results: Mapping[str, 
 # --- Files and command line --------------------------------------------------------------------
 
 
+def write_chart_pngs(charts: Iterable[tuple[ChartSpec, Mapping[str, Any]]], directory: Path) -> list[Path]:
+    """Draw each chart from its data into `directory/<key>.png` (every report's charts/ folder)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec, data in charts:
+        path = directory / f"{spec.key}.png"
+        path.write_bytes(plots.figure_to_png_bytes(spec.draw(data)))
+        written.append(path)
+    return written
+
+
 def write_report(run_dir: str | Path) -> list[Path]:
     """Validate ``run_dir/results.json`` and write report.md, report.html and charts/*.png.
 
@@ -901,13 +912,7 @@ def write_report(run_dir: str | Path) -> list[Path]:
     run_path = Path(run_dir)
     results = json.loads((run_path / RESULTS_FILE).read_text(encoding="utf-8"))
     analysis.validate_results(results)
-    charts_path = run_path / CHARTS_DIR
-    charts_path.mkdir(parents=True, exist_ok=True)
-    written = []
-    for spec in CHARTS:
-        chart_file = charts_path / f"{spec.key}.png"
-        chart_file.write_bytes(plots.figure_to_png_bytes(spec.draw(results)))
-        written.append(chart_file)
+    written = write_chart_pngs(((spec, results) for spec in CHARTS), run_path / CHARTS_DIR)
     markdown_file = run_path / "report.md"
     markdown_file.write_text(render_markdown(results, CHARTS_DIR), encoding="utf-8")
     html_file = run_path / "report.html"

@@ -387,13 +387,7 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
     """Validate sweep.json and write sweep.md, sweep.html and charts/*.png beside it."""
     doc = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
     validate(doc)
-    charts = sweep_dir / report.CHARTS_DIR
-    charts.mkdir(parents=True, exist_ok=True)
-    written = []
-    for spec in CHARTS:
-        path = charts / f"{spec.key}.png"
-        path.write_bytes(plots.figure_to_png_bytes(spec.draw(doc)))
-        written.append(path)
+    written = report.write_chart_pngs(((spec, doc) for spec in CHARTS), sweep_dir / report.CHARTS_DIR)
     blocks = build_blocks(doc)
     markdown = sweep_dir / "sweep.md"
     markdown.write_text(report.render_markdown_blocks(blocks, report.CHARTS_DIR), encoding="utf-8")
