@@ -22,7 +22,7 @@ STAMPS := .stamps
 INSTALLED := $(STAMPS)/installed
 PROTOS_OUT := microservices/generated/servinglab/v1/pipeline_pb2.py
 MODEL := $(MODELS)/$(PROFILE)/CURRENT
-TRAINING_SOURCES := servinglab/data.py servinglab/estimators.py servinglab/training.py servinglab/artifact.py servinglab/schema.py
+TRAINING_SOURCES := servinglab/model/data.py servinglab/model/estimators.py servinglab/model/training.py servinglab/model/artifact.py servinglab/schema.py
 
 .DEFAULT_GOAL := help
 
@@ -41,7 +41,7 @@ test: bootstrap ## Run the whole test suite (bootstraps venv, protos and models 
 
 .PHONY: run
 run: bootstrap ## Serve ARCH=monolith|microservices|split|chained on PORT (default 8000) until Ctrl-C
-	$(PY) -m servinglab.run --arch $(ARCH) --port $(PORT)
+	$(PY) -m lab.run --arch $(ARCH) --port $(PORT)
 
 .PHONY: dev
 dev: bootstrap ## Flask development server with auto-reload (monolith, for live coding; not for measuring)
@@ -57,7 +57,7 @@ chaos: bootstrap ## Kill, restart, roll and roll out under steady load (ARCHS, R
 
 .PHONY: certs
 certs: $(INSTALLED) ## Self-signed CA + server certificate in certs/ for TLS on the gRPC hops (LAB_GRPC_TLS_DIR=certs)
-	$(PY) -m servinglab.certs certs
+	$(PY) -m lab.certs certs
 
 .PHONY: bench-sweep
 bench-sweep: bootstrap ## Vary one knob (SWEEP=profile|hop_delay_ms|cache_rate|...; SWEEP_VALUES=...), chart the crossover
@@ -106,11 +106,11 @@ $(PROTOS_OUT): $(INSTALLED) $(wildcard protos/*/*/*.proto) scripts/gen_protos.py
 models: $(MODELS)/linear/CURRENT $(MODELS)/forest/CURRENT $(MODELS)/boosting/CURRENT
 
 $(MODELS)/%/CURRENT: $(INSTALLED) $(TRAINING_SOURCES)
-	$(PY) -m servinglab.training --profile $* --seed $(SEED) --out $(MODELS)
+	$(PY) -m servinglab.model.training --profile $* --seed $(SEED) --out $(MODELS)
 
 .PHONY: train
 train: $(INSTALLED) ## Train PROFILE=linear|forest|boosting with SEED (writes models/<profile>/<version>)
-	$(PY) -m servinglab.training --profile $(PROFILE) --seed $(SEED) --out $(MODELS)
+	$(PY) -m servinglab.model.training --profile $(PROFILE) --seed $(SEED) --out $(MODELS)
 
 .PHONY: clean
 clean: ## Remove generated code, models, reports and stamps (keeps the virtualenv)

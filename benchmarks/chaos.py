@@ -56,16 +56,16 @@ from benchmarks.runner import (
     parse_cpus,
     percentile,
 )
-from servinglab.artifact import set_current
-from servinglab.data import held_out_records
-from servinglab.launch import Deployment, launch
-from servinglab.supervisor import (
+from servinglab.model.artifact import set_current
+from servinglab.model.data import held_out_records
+from lab.launch import Deployment, launch
+from lab.supervisor import (
     ProcessSpec,
     StopSignals,
     Supervisor,
     run_in_foreground,
 )
-from servinglab.training import train
+from servinglab.model.training import train
 
 CHAOS_FILE = "chaos.json"
 ROLLOUT_SEED = 43  # the second model version: another seed, another split, another model

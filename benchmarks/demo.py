@@ -12,8 +12,8 @@ import socket
 import sys
 
 from benchmarks.runner import LOCUSTFILE
-from servinglab.launch import ARCHITECTURES, launch
-from servinglab.supervisor import (
+from lab.launch import ARCHITECTURES, launch
+from lab.supervisor import (
     ProcessSpec,
     StopSignals,
     Supervisor,

@@ -3,7 +3,7 @@
 Each `Knob` is one make/environment variable (``CACHE=local``), also a runner option
 (``--cache local``). The table says how its value is parsed and checked, how it reaches the
 system under test (server settings, i.e. ``LAB_<NAME>`` variables; keyword arguments of
-``servinglab.launch.launch``; environment of the Locust process), and the paragraph the report
+``lab.launch.launch``; environment of the Locust process), and the paragraph the report
 shows when the knob is not at its default. The runner, the targets, the report and the sweep
 all read this table; none of them knows a knob by name.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servinglab.launch import ARCHITECTURES, TOPOLOGIES
+from lab.launch import ARCHITECTURES, TOPOLOGIES
 
 BENCH_DIR = Path(__file__).resolve().parent
 # Files that run inside the Locust process: a Locust variable must be read by one of them.
@@ -208,7 +208,7 @@ def _architectures(text: str) -> tuple[str, ...]:
 
 def _profile(text: str) -> str:
     # Imported here: the estimators pull in scikit-learn, which the report does not need.
-    from servinglab.estimators import PROFILES
+    from servinglab.model.estimators import PROFILES
 
     if text not in PROFILES:
         raise KnobError(f"unknown model profile {text!r}; choose from {', '.join(PROFILES)}")
@@ -566,7 +566,7 @@ def _who_sets(values: Values, architectures: Iterable[str], part: str) -> dict[s
 def check_available(values: Values) -> None:
     """Fail, naming the missing piece, when this checkout cannot apply a chosen knob."""
     from servinglab import config as lab_config
-    from servinglab.launch import launch
+    from lab.launch import launch
 
     archs = values["archs"]
     for setting, knob in _who_sets(values, archs, "settings").items():
@@ -578,7 +578,7 @@ def check_available(values: Values) -> None:
     for argument, knob in _who_sets(values, archs, "launch").items():
         if argument not in parameters:
             raise KnobError(f"{knob.variable}={show_value(values[knob.key])} needs launch(..., {argument}=...), "
-                            "which servinglab.launch does not accept yet")
+                            "which lab.launch does not accept yet")
     sources = "".join(path.read_text() for path in LOCUST_SOURCES if path.exists())
     for knob in KNOBS:
         for name in knob.locust_env(values):

@@ -40,7 +40,7 @@ def _records() -> list[dict]:
     if RECORDS_PATH:
         with open(RECORDS_PATH) as handle:
             return json.load(handle)
-    from servinglab.data import held_out_records
+    from servinglab.model.data import held_out_records
 
     return held_out_records()
 

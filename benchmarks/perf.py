@@ -23,10 +23,10 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks import httpload
 from benchmarks.runner import parse_cpus, server_timing_medians
-from servinglab import data
-from servinglab.artifact import load_artifact
-from servinglab.launch import launch
-from servinglab.pipeline import ServingPipeline
+from servinglab.model import data
+from servinglab.model.artifact import load_artifact
+from lab.launch import launch
+from servinglab.model.pipeline import ServingPipeline
 from servinglab.schema import CATEGORICAL_NAMES, NUMERIC_NAMES
 from servinglab.validation import validate_instances
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     sut, loadgen = set(parse_cpus(args.sut_cpus)), set(parse_cpus(args.loadgen_cpus))
 
     print("[perf] in-process stages (one row, linear)", flush=True)
-    # The servers run one BLAS thread per process (servinglab.launch); measure stages the same way.
+    # The servers run one BLAS thread per process (lab.launch); measure stages the same way.
     with threadpool_limits(1):
         stages = measure_stages(args.models)
     http = measure_http(args.seconds, args.connections, sut, loadgen)

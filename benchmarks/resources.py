@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from servinglab.supervisor import Supervisor
+from lab.supervisor import Supervisor
 
 
 @dataclass

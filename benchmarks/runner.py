@@ -35,9 +35,9 @@ import requests
 
 from benchmarks import analysis, knobs, targets
 from benchmarks.resources import CpuSeries
-from servinglab.data import held_out_records
-from servinglab.supervisor import ProcessSpec, StopRequested, StopSignals, Supervisor
-from servinglab.training import git_sha
+from servinglab.model.data import held_out_records
+from lab.supervisor import ProcessSpec, StopRequested, StopSignals, Supervisor
+from servinglab.model.training import git_sha
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RECORDS_FILE = "records.json"  # the held-out birds the load generator sends, beside the Locust CSVs
@@ -397,7 +397,7 @@ def metrics_cache_counts(text: str) -> dict[str, float]:
 
 def scrape_cache_counts(url: str) -> dict[str, float] | None:
     """The cache counters of a running architecture, or None when /metrics does not answer."""
-    # Every server process publishes its counters once a second (servinglab/metrics.py): wait
+    # Every server process publishes its counters once a second (servinglab/serving/metrics.py): wait
     # for one more publication so the last requests are in the numbers.
     time.sleep(METRICS_FLUSH_WAIT_S)
     try:

@@ -36,8 +36,8 @@ from typing import Any
 import jsonschema
 
 from benchmarks import knobs, plots, report, runner, targets
-from servinglab.supervisor import StopRequested, StopSignals
-from servinglab.training import git_sha
+from lab.supervisor import StopRequested, StopSignals
+from servinglab.model.training import git_sha
 
 SCHEMA_PATH = Path(__file__).with_name("sweep.schema.json")
 SWEEP_FILE = "sweep.json"

@@ -9,7 +9,7 @@ the servers are refused there.
 
 - local (default): processes started by the supervisor, pinned to SUT_CPUS (`taskset`-like).
 - docker: one container per process role from the project image (`make kind-load` or
-  `python -m servinglab.images build` builds it), all sharing the `SUT_CPUS` cpuset and a
+  `python -m lab.images build` builds it), all sharing the `SUT_CPUS` cpuset and a
   `nano_cpus` limit of the budget each, on a private network; figures from the Docker stats API.
 - kind: architectures already deployed (`make kind-deploy`), reached through their NodePorts;
   CPU and memory from metrics-server; the budget is the sum of the pods' requests.
@@ -35,10 +35,10 @@ from benchmarks.resources import (
     ProcessSampler,
     parse_quantity,
 )
-from servinglab import images
+from lab import images
 from servinglab.config import DEFAULT_GRPC_PORTS
-from servinglab.launch import STAGE_SERVICES, launch
-from servinglab.supervisor import http_ready
+from lab.launch import STAGE_SERVICES, launch
+from lab.supervisor import http_ready
 
 TARGETS = ("local", "docker", "kind")
 DOCKER_ARCHITECTURES = ("monolith", "microservices")  # the roles _docker knows how to wire

@@ -15,15 +15,10 @@ from __future__ import annotations
 import os
 import sys
 
+from lab.architectures import HTTP_APPS, ROLES, STAGE_SERVICES, stage_module
 from servinglab.config import DEFAULT_GRPC_PORTS
 
-GUNICORN_CONFIG = "python:servinglab.gunicorn_conf"
-HTTP_APPS = {
-    "monolith": "monolith.app:create_app()",
-    "gateway": "microservices.gateway.app:create_app()",
-}
-GRPC_STAGES = tuple(DEFAULT_GRPC_PORTS)  # preprocess, inference, postprocess
-ROLES = (*HTTP_APPS, *GRPC_STAGES)
+GUNICORN_CONFIG = "python:servinglab.serving.gunicorn_conf"
 # Inside a container the servers must listen on every interface: the code's defaults
 # (127.0.0.1) would only be reachable from inside the container itself.
 HTTP_BIND = "0.0.0.0:8000"
@@ -39,18 +34,18 @@ def command_for(role: str, extra: list[str], tmpdir: str = "/tmp") -> list[str]:
         control_socket = os.path.join(tmpdir, "gunicorn.ctl")
         return ["gunicorn", "--config", GUNICORN_CONFIG, "--control-socket", control_socket, *extra,
                 HTTP_APPS[role]]
-    if role in GRPC_STAGES:
+    if role in STAGE_SERVICES:
         if extra:
             raise ValueError(f"the {role} service takes no options (got {' '.join(extra)}); "
                              "configure it with LAB_* environment variables")
-        return [sys.executable, "-m", f"microservices.{role}"]
+        return [sys.executable, "-m", stage_module(role)]
     raise ValueError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
 
 
 def container_defaults(role: str, environ: dict[str, str]) -> dict[str, str]:
     """Settings only a container needs; anything already set (by Kubernetes, `docker run -e`) wins."""
     defaults = {"LAB_HTTP_BIND": HTTP_BIND} if role in HTTP_APPS else {}
-    if role in GRPC_STAGES:
+    if role in STAGE_SERVICES:
         defaults["LAB_GRPC_BIND"] = f"0.0.0.0:{DEFAULT_GRPC_PORTS[role]}"
     return {**defaults, **environ}
 

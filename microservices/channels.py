@@ -16,7 +16,7 @@ The policy, all from settings in `servinglab.config`:
 - **Reconnects**: backoff capped at `GRPC_RECONNECT_MAX_BACKOFF_MS`, so a restarted stage is used
   again within about a second, without restarting the gateway.
 - **Simulated distance**: with `HOP_DELAY_MS` and no real delay on the hops (`HOP_DELAY_METHOD`
-  other than `netem`, see `servinglab.netdelay`), the client sleeps that long before each call,
+  other than `netem`, see `lab.netdelay`), the client sleeps that long before each call,
   inside the call's deadline: the labelled in-process fallback.
 """
 

@@ -1,6 +1,6 @@
 """Monolith app factory: the shared HTTP API around an in-process pipeline.
 
-    gunicorn -c python:servinglab.gunicorn_conf 'monolith.app:create_app()'   # production
+    gunicorn -c python:servinglab.serving.gunicorn_conf 'monolith.app:create_app()'   # production
     make dev                                                                    # Flask dev server
 
 The model loads when the app is created, so a bad artifact stops the server at start-up with the
@@ -16,12 +16,12 @@ from typing import Any
 
 from flask import Flask
 
-from servinglab import batching
+from servinglab.serving import batching
 from servinglab import config as lab_config
-from servinglab.api import PredictOutcome, build_app
-from servinglab.artifact import load_artifact
-from servinglab.cache import with_cache
-from servinglab.pipeline import ServingPipeline, model_summary
+from servinglab.serving.api import PredictOutcome, build_app
+from servinglab.model.artifact import load_artifact
+from servinglab.serving.cache import with_cache
+from servinglab.model.pipeline import ServingPipeline, model_summary
 from servinglab.problems import stage_timeout
 from servinglab.validation import RawBatch
 

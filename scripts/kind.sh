@@ -3,7 +3,7 @@
 # (behind `make kind-up`, `kind-load`, `kind-deploy ARCH=...`, `kind-bench`, `kind-down`).
 #
 #   up      create the cluster (k8s/kind/cluster.yaml) and install metrics-server (needs internet)
-#   load    build the image with the docker SDK (servinglab.images) and load it into the node
+#   load    build the image with the docker SDK (lab.images) and load it into the node
 #   deploy  apply k8s/overlays/$ARCH/$K8S_ENV with the image tag of this commit, wait for the
 #           rollout, then smoke-test POST /v1/predict through the NodePort from the host
 #   bench   run the Locust benchmark from the host against the deployed architectures
@@ -27,7 +27,7 @@ ARCHS=${ARCHS:-monolith microservices}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-240s}
 LOG_ROOT=reports/kind-logs
 DEPLOY_DIR=build/kind-deploy
-# One Gentoo penguin (servinglab/run.py's example): the smoke test checks the answer, not just 200.
+# One Gentoo penguin (lab/run.py's example): the smoke test checks the answer, not just 200.
 SMOKE_BODY='{"instances":[{"island":"Biscoe","bill_length_mm":48.6,"bill_depth_mm":16.0,"flipper_length_mm":230.0,"body_mass_g":5800.0,"sex":"male","year":2009}]}'
 SMOKE_EXPECT='"species":"Gentoo"'
 
@@ -145,8 +145,8 @@ cmd_load() {
   need_cluster
   EXPORT_LOGS_ON_FAILURE=1
   local ref
-  ref=$("$PY" -m servinglab.images ref)
-  "$PY" -m servinglab.images build
+  ref=$("$PY" -m lab.images ref)
+  "$PY" -m lab.images build
   kind load docker-image "$ref" --name "$CLUSTER"
   say "loaded ${ref} into ${CLUSTER}; next: make kind-deploy ARCH=monolith (or microservices)"
 }
@@ -176,7 +176,7 @@ cmd_deploy() {
   check_arch "$ARCH"
   case "$K8S_ENV" in dev | prod) ;; *) die "K8S_ENV must be dev or prod, not '${K8S_ENV}'" ;; esac
   local ref tag namespace deployment dir
-  ref=$("$PY" -m servinglab.images ref)
+  ref=$("$PY" -m lab.images ref)
   tag=${ref#*:}
   image_loaded "$ref" ||
     die "image ${ref} is not in the cluster: run \`make kind-load\` (the tag follows the git sha, so each commit needs its own load)"

@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "MODEL_DIR": "models",            # a models root, a profile directory, or one version directory
     "MODEL_PROFILE": "linear",        # used when MODEL_DIR is a models root
     "CONFIDENCE_THRESHOLD": 0.6,      # below this, a prediction is flagged `uncertain`
-    # Micro-batching of the inference stage (servinglab/batching.py): concurrent requests of one
+    # Micro-batching of the inference stage (servinglab/serving/batching.py): concurrent requests of one
     # process share a model call. Batches only form among requests in flight together in that
     # process: the inference service has GRPC_THREADS of them; a monolith worker has HTTP_THREADS
     # (gthread), so BATCHING there needs HTTP_THREADS > 1, e.g. 8 (at the default 1 every call
@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
     # Optional TLS on the gRPC hops: a directory with ca.pem, server.pem, server-key.pem
     # (`make certs`). Unset means plaintext on loopback.
     "GRPC_TLS_DIR": None,
-    # Simulated network distance (servinglab/netdelay.py): round trip added to every gateway ->
+    # Simulated network distance (lab/netdelay.py): round trip added to every gateway ->
     # stage call, in ms. Presets: same node 0, same zone 0.5, cross zone 2. 0 = off, as before.
     "HOP_DELAY_MS": 0,
     # auto: real delay when possible (launcher runs the servers in a private network namespace
@@ -111,7 +111,7 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_LIMIT_REQUEST_LINE": 4094,        # bytes in "METHOD /path?query HTTP/1.1"
     "HTTP_LIMIT_REQUEST_FIELDS": 100,       # header fields per request
     "HTTP_LIMIT_REQUEST_FIELD_SIZE": 8190,  # bytes in one header field, name and value
-    # Prediction cache (servinglab.cache), in front of the pipeline. Worth it only when inputs
+    # Prediction cache (servinglab.serving.cache), in front of the pipeline. Worth it only when inputs
     # repeat: every miss pays the lookup on top of the pipeline.
     "CACHE": "none",                  # none | local (LRU per worker process) | redis (shared)
     "CACHE_URL": None,                # redis://host:port/0 or unix:///path; unset: launch starts its own Redis

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from servinglab import data
-from servinglab.artifact import load_artifact, set_current
-from servinglab.launch import launch
-from servinglab.pipeline import ServingPipeline
-from servinglab.training import train
+from servinglab.model import data
+from servinglab.model.artifact import load_artifact, set_current
+from lab.launch import launch
+from servinglab.model.pipeline import ServingPipeline
+from servinglab.model.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"

@@ -1,7 +1,7 @@
 """Gateway app factory: the shared HTTP API around the gRPC stage services, in one of three modes.
 
     LAB_PREPROCESS_ADDR=... LAB_INFERENCE_ADDR=... LAB_POSTPROCESS_ADDR=... \
-        gunicorn -c python:servinglab.gunicorn_conf 'microservices.gateway.app:create_app()'
+        gunicorn -c python:servinglab.serving.gunicorn_conf 'microservices.gateway.app:create_app()'
     LAB_GATEWAY_MODE=split LAB_INFERENCE_ADDR=... gunicorn ... 'microservices.gateway.app:create_app()'
     LAB_GATEWAY_MODE=chained LAB_PREPROCESS_ADDR=... gunicorn ... 'microservices.gateway.app:create_app()'
 
@@ -20,8 +20,8 @@ from microservices.gateway.chained import ChainedBackend
 from microservices.gateway.split import LocalStages, SplitBackend
 from microservices.gateway.stages import GrpcBackend
 from servinglab import config as lab_config
-from servinglab.api import Backend, build_app
-from servinglab.cache import cache_mode, with_cache
+from servinglab.serving.api import Backend, build_app
+from servinglab.serving.cache import cache_mode, with_cache
 
 
 def _split(settings: dict[str, Any]) -> Callable[[], Backend]:

@@ -26,7 +26,7 @@ from microservices.gateway.common import (
 )
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
-from servinglab.api import PredictOutcome
+from servinglab.serving.api import PredictOutcome
 from servinglab.validation import RawBatch
 
 

@@ -16,7 +16,7 @@ import grpc
 
 from microservices.calls import Deadline, StageFailure, call
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
-from servinglab import metrics
+from servinglab.serving import metrics
 from servinglab.problems import Problem, stage_timeout, stage_unavailable
 
 # Server-Timing names of each stage's compute; its hop is "hop-" + the same name.

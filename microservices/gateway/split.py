@@ -34,9 +34,9 @@ from microservices.gateway.common import (
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
 from microservices.preprocess.server import VersionedPreprocessors
-from servinglab.api import PredictOutcome
-from servinglab.artifact import ArtifactError, load_artifact
-from servinglab.pipeline import Postprocessor
+from servinglab.serving.api import PredictOutcome
+from servinglab.model.artifact import ArtifactError, load_artifact
+from servinglab.model.pipeline import Postprocessor
 from servinglab.validation import RawBatch
 
 

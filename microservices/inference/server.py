@@ -19,11 +19,11 @@ from microservices.convert import matrix_from_proto, matrix_to_proto, model_ref
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
 from microservices.grpc_server import create_server as create_stage_server
-from servinglab import batching, metrics
+from servinglab.serving import batching, metrics
 from servinglab import config as lab_config
-from servinglab.artifact import load_artifact
-from servinglab.cache import cached_classifier
-from servinglab.pipeline import Classifier, model_summary
+from servinglab.model.artifact import load_artifact
+from servinglab.serving.cache import cached_classifier
+from servinglab.model.pipeline import Classifier, model_summary
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):

@@ -16,7 +16,7 @@ from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
 from microservices.grpc_server import create_server as create_stage_server
 from servinglab import config as lab_config
-from servinglab.pipeline import Postprocessor
+from servinglab.model.pipeline import Postprocessor
 
 
 class PostprocessServicer(pb_grpc.PostprocessServicer):

@@ -20,8 +20,8 @@ from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
 from microservices.grpc_server import create_server as create_stage_server
 from servinglab import config as lab_config
-from servinglab.artifact import Artifact, ArtifactError, load_artifact, sibling_version
-from servinglab.pipeline import Preprocessor, model_summary
+from servinglab.model.artifact import Artifact, ArtifactError, load_artifact, sibling_version
+from servinglab.model.pipeline import Preprocessor, model_summary
 
 # Two versions are live during a rollout; a few more cover a quick rollback.
 KEPT_VERSIONS = 4

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from servinglab import config
-from servinglab.openapi import openapi_document
+from servinglab.serving.openapi import openapi_document
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration

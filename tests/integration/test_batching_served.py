@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from servinglab.artifact import load_artifact
-from servinglab.launch import launch
-from servinglab.pipeline import ServingPipeline
+from servinglab.model.artifact import load_artifact
+from lab.launch import launch
+from servinglab.model.pipeline import ServingPipeline
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration

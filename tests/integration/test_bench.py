@@ -82,7 +82,7 @@ def test_report_regenerates_from_results_alone(tmp_path):
 ])
 def test_unavailable_targets_fail_fast_with_a_reason(arguments, needle, tmp_path):
     """Here there is no engine and no cluster; elsewhere the same call would start benchmarking."""
-    from servinglab import images
+    from lab import images
 
     if "docker" in arguments and images.engine_available()[0]:
         pytest.skip("a Docker engine answers on this machine, so the docker target would really run")

@@ -19,13 +19,14 @@ import pytest
 import redis
 import requests
 
-from servinglab import metrics
-from servinglab.artifact import load_artifact, set_current
-from servinglab.cache import BREAKER_OPEN_S, make_store, redis_server
+from servinglab.serving import metrics
+from servinglab.model.artifact import load_artifact, set_current
+from lab.redis import redis_server
+from servinglab.serving.cache import BREAKER_OPEN_S, make_store
 from servinglab.config import DEFAULTS
-from servinglab.launch import launch
-from servinglab.pipeline import ServingPipeline
-from servinglab.supervisor import Supervisor
+from lab.launch import launch
+from servinglab.model.pipeline import ServingPipeline
+from lab.supervisor import Supervisor
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration

@@ -27,9 +27,11 @@ import psutil
 import pytest
 import requests
 
-from servinglab import config, netdelay
-from servinglab.launch import launch
-from servinglab.supervisor import Supervisor
+from lab import netdelay
+
+from servinglab import config
+from lab.launch import launch
+from lab.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,8 +187,8 @@ def test_servers_run_in_a_private_namespace_reached_through_the_passed_socket(
 
 HOLDER_SCRIPT = textwrap.dedent("""
     import json, os, sys
-    from servinglab.netdelay import PrivateNetwork
-    from servinglab.supervisor import ProcessSpec, Supervisor
+    from lab.netdelay import PrivateNetwork
+    from lab.supervisor import ProcessSpec, Supervisor
     supervisor = Supervisor(cpus=[0])
     network = PrivateNetwork(supervisor, timeout_s=30)
     supervisor.argv_prefix = network.enter_argv()

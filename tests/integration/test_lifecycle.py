@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from monolith.app import create_app as create_monolith
-from servinglab.artifact import ArtifactError, resolve_model_dir
+from servinglab.model.artifact import ArtifactError, resolve_model_dir
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_run_stops_every_process(architecture, stop_signal, models_root, watch_output):
     env = {**os.environ, "LAB_MODEL_DIR": str(models_root)}
-    process = subprocess.Popen([sys.executable, "-m", "servinglab.run", "--arch", architecture, "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "lab.run", "--arch", architecture, "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     try:
         watch_output(process).wait_for("ready in", timeout_s=90)
@@ -51,7 +51,7 @@ def test_tampered_artifact_is_refused(models_root, tmp_path):
 
 def test_run_reports_a_failed_start(tmp_path):
     env = {**os.environ, "LAB_MODEL_DIR": str(tmp_path / "nothing-here")}
-    result = subprocess.run([sys.executable, "-m", "servinglab.run", "--arch", "monolith", "--port", "0"],
+    result = subprocess.run([sys.executable, "-m", "lab.run", "--arch", "monolith", "--port", "0"],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert result.returncode == 1
     assert "make train" in result.stdout + result.stderr

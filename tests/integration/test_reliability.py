@@ -12,9 +12,9 @@ import pytest
 import requests
 from steady_load import SteadyLoad
 
-from servinglab.artifact import load_artifact, set_current
-from servinglab.launch import launch
-from servinglab.pipeline import ServingPipeline
+from servinglab.model.artifact import load_artifact, set_current
+from lab.launch import launch
+from servinglab.model.pipeline import ServingPipeline
 from servinglab.validation import validate_predict_request
 
 pytestmark = pytest.mark.integration

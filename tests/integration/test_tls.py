@@ -6,8 +6,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from servinglab.certs import generate
-from servinglab.launch import launch
+from lab.certs import generate
+from lab.launch import launch
 
 pytestmark = pytest.mark.integration
 

@@ -30,9 +30,9 @@ from microservices.inference.server import create_server as inference_server
 from microservices.postprocess.server import create_server as postprocess_server
 from microservices.preprocess.server import create_server as preprocess_server
 from servinglab import config
-from servinglab.artifact import load_artifact, set_current
-from servinglab.launch import launch
-from servinglab.pipeline import ServingPipeline
+from servinglab.model.artifact import load_artifact, set_current
+from lab.launch import launch
+from servinglab.model.pipeline import ServingPipeline
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration
@@ -261,7 +261,7 @@ def test_after_inference_moves_to_a_new_version_features_follow_it(architecture,
 @pytest.mark.parametrize("architecture", ["split", "chained"])
 def test_sigterm_stops_every_process(architecture, models_root, watch_output):
     env = {**os.environ, "LAB_MODEL_DIR": str(models_root)}
-    process = subprocess.Popen([sys.executable, "-m", "servinglab.run", "--arch", architecture, "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "lab.run", "--arch", architecture, "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     try:
         watch_output(process).wait_for("ready in", timeout_s=120)

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servinglab import data
-from servinglab.artifact import load_artifact
-from servinglab.pipeline import PYTHON_PREPROCESS_MAX_ROWS, ServingPipeline
+from servinglab.model import data
+from servinglab.model.artifact import load_artifact
+from servinglab.model.pipeline import PYTHON_PREPROCESS_MAX_ROWS, ServingPipeline
 from servinglab.schema import (
     CATEGORICAL_FIELDS,
     CATEGORICAL_NAMES,

@@ -1,4 +1,4 @@
-"""Static and local checks of the container image definition, its entrypoint and servinglab.images.
+"""Static and local checks of the container image definition, its entrypoint and lab.images.
 
 No Docker engine runs here, so the image itself is never built in `make test`. What can be
 checked without one is: hadolint on every Dockerfile, the Dockerfile's structure (multi-stage,
@@ -28,7 +28,7 @@ import requests
 from docker.utils.build import exclude_paths
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from servinglab import images
+from lab import images
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -147,8 +147,8 @@ def test_builder_installs_from_the_constraints_and_bakes_protos_and_gated_models
     runs = " ".join(args for name, args in stages(DOCKERFILE)[0] if name == "RUN")
     assert "-c requirements/constraints.txt" in runs
     assert "scripts/gen_protos.py" in runs
-    assert "servinglab.training" in runs and "--seed" in runs
-    assert "servinglab.quality_gate" in runs, "every baked model must pass the quality gate"
+    assert "servinglab.model.training" in runs and "--seed" in runs
+    assert "servinglab.model.quality_gate" in runs, "every baked model must pass the quality gate"
     copies = [args for name, args in stages(DOCKERFILE)[-1] if name == "COPY"]
     assert any("--from=builder /opt/venv" in args for args in copies)
     assert any("--from=builder /build/models" in args for args in copies)
@@ -275,7 +275,7 @@ def test_grpc_role_serves_health_and_drains_on_sigterm(tmp_path, models_root):
     assert code == 0, process.stdout.read()
 
 
-# --- servinglab.images --------------------------------------------------------------------------
+# --- lab.images --------------------------------------------------------------------------
 
 def test_image_ref_is_the_git_sha_and_never_latest():
     sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -287,7 +287,7 @@ def test_image_ref_is_the_git_sha_and_never_latest():
 
 
 def _images_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "servinglab.images", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lab.images", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env={**os.environ, **env})
 
 

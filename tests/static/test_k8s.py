@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servinglab import config, images
+from lab import images
+
+from servinglab import config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -447,10 +449,10 @@ def test_image_user_and_model_location_agree_with_the_dockerfile(rendered):
 def test_the_deploy_script_sets_the_tag_of_the_image_the_manifests_name():
     script = KIND_SCRIPT.read_text()
     assert f"name: {images.IMAGE_NAME}\n" in script, "kind.sh must override the tag of the manifests' image"
-    assert "servinglab.images ref" in script, "kind.sh must take the tag from servinglab.images, not recompute it"
+    assert "lab.images ref" in script, "kind.sh must take the tag from lab.images, not recompute it"
     makefile = (ROOT / "Makefile").read_text()
     for image in re.findall(r"^IMAGE\s*[:?]?=\s*(\S+)", makefile, re.MULTILINE):
-        assert image == images.IMAGE_NAME, "the Makefile names another image than servinglab.images"
+        assert image == images.IMAGE_NAME, "the Makefile names another image than lab.images"
 
 
 # --- dev versus prod -----------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def test_model_workflow_trains_gates_and_publishes_only_what_passed():
     assert job["strategy"]["matrix"]["profile"] == ["linear", "forest", "boosting"]
     lines = run_lines(workflow, job_name)
     train = next(i for i, line in enumerate(lines) if line.startswith("make train"))
-    gate = next(i for i, line in enumerate(lines) if "servinglab.quality_gate" in line)
+    gate = next(i for i, line in enumerate(lines) if "servinglab.model.quality_gate" in line)
     assert train < gate
     assert "--baseline" in lines[gate] and "--json gate.json" in lines[gate]
     assert workflow["permissions"]["actions"] == "read", "reading the last published model needs actions: read"

@@ -1,4 +1,4 @@
-"""Unit tests for versioned model artifacts (`servinglab.artifact`) and the training that writes them.
+"""Unit tests for versioned model artifacts (`servinglab.model.artifact`) and the training that writes them.
 
 A real, small model (the linear profile, well under a second to fit) is trained into temporary
 directories, so saving, the CURRENT pointer, verification and reproducibility are all checked on
@@ -19,8 +19,8 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from servinglab import data
-from servinglab.artifact import (
+from servinglab.model import data
+from servinglab.model.artifact import (
     CURRENT_FILE,
     METADATA_FILE,
     MODEL_FILE,
@@ -31,7 +31,7 @@ from servinglab.artifact import (
     sha256_file,
 )
 from servinglab.schema import CATEGORICAL_NAMES, CLASSES, NUMERIC_NAMES
-from servinglab.training import train
+from servinglab.model.training import train
 
 SEED = data.DEFAULT_SEED
 OTHER_SEED = 7

@@ -1,4 +1,4 @@
-"""Unit tests for the adaptive micro-batcher (`servinglab.batching`), with real threads.
+"""Unit tests for the adaptive micro-batcher (`servinglab.serving.batching`), with real threads.
 
 Batch formation is made deterministic without sleeping: a gated model holds a call open until
 the test has queued what it wants (`MicroBatcher.wait_until_queued`), so which requests share a
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from servinglab import metrics
-from servinglab.artifact import load_artifact
-from servinglab.batching import BatchInfo, MicroBatcher, flag, from_settings
+from servinglab.serving import metrics
+from servinglab.model.artifact import load_artifact
+from servinglab.serving.batching import BatchInfo, MicroBatcher, flag, from_settings
 from servinglab.config import DEFAULTS
-from servinglab.pipeline import ServingPipeline
+from servinglab.model.pipeline import ServingPipeline
 from servinglab.validation import validate_instances
 
 PROFILES = ("linear", "forest", "boosting")

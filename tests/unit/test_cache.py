@@ -1,4 +1,4 @@
-"""Unit tests for the prediction cache (`servinglab.cache`) and the cache workload (`benchmarks.workload`).
+"""Unit tests for the prediction cache (`servinglab.serving.cache`) and the cache workload (`benchmarks.workload`).
 
 The backends here are the real in-process pipeline; only time is faked (an explicit clock), so TTL,
 version refresh and the circuit breaker are tested without waiting.
@@ -14,8 +14,8 @@ import pytest
 
 from benchmarks.workload import BLOCK, Workload, build_bodies
 from monolith.app import InProcessBackend
-from servinglab import metrics
-from servinglab.cache import (
+from servinglab.serving import metrics
+from servinglab.serving.cache import (
     BREAKER_OPEN_S,
     CachedClassifier,
     CachingBackend,
@@ -28,7 +28,7 @@ from servinglab.cache import (
     with_cache,
 )
 from servinglab.config import DEFAULTS
-from servinglab.pipeline import Postprocessor
+from servinglab.model.pipeline import Postprocessor
 from servinglab.validation import validate_instances, validate_predict_request
 
 

@@ -147,12 +147,12 @@ def test_a_knob_the_checkout_cannot_apply_fails_naming_what_is_missing(monkeypat
 
 
 def test_a_missing_launch_argument_or_locust_variable_is_named(monkeypatch, tmp_path):
-    import servinglab.launch
+    import lab.launch
 
     def old_launch(architecture, port=0, settings=None):  # a launcher from before replicas
         raise AssertionError("never called")
 
-    monkeypatch.setattr(servinglab.launch, "launch", old_launch)
+    monkeypatch.setattr(lab.launch, "launch", old_launch)
     with pytest.raises(knobs.KnobError, match=r"needs launch\(\.\.\., replicas=\.\.\.\)"):
         knobs.check_available(values(replicas={"inference": 2}))
     monkeypatch.setattr(knobs, "LOCUST_SOURCES", (tmp_path / "locustfile.py",))

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from servinglab import config
-from servinglab.api import build_app
+from servinglab.serving.api import build_app
 
 RECORD = {"island": "Biscoe", "sex": "female", "bill_length_mm": 46.5, "bill_depth_mm": 14.8,
           "flipper_length_mm": 217.0, "body_mass_g": 5200.0, "year": 2008}
@@ -81,7 +81,7 @@ def test_impossible_digit_limit_fails_at_start_up(restore_int_digits):
 
 
 def test_gunicorn_takes_its_head_limits_from_the_settings(monkeypatch):
-    from servinglab import gunicorn_conf
+    from servinglab.serving import gunicorn_conf
 
     monkeypatch.setenv("LAB_HTTP_LIMIT_REQUEST_LINE", "1000")
     monkeypatch.setenv("LAB_HTTP_LIMIT_REQUEST_FIELDS", "20")

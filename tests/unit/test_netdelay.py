@@ -1,5 +1,5 @@
 """Unit tests for the pure parts of simulated hop delay: settings, tc arguments, the choice of
-method (`servinglab.netdelay`) and the in-process fallback interceptor (`microservices.channels`).
+method (`lab.netdelay`) and the in-process fallback interceptor (`microservices.channels`).
 
 Nothing here creates a namespace or starts a process: the probe is replaced where a test needs a
 given outcome. The real mechanics are in tests/integration/test_hop_delay.py.
@@ -12,8 +12,9 @@ import time
 import pytest
 
 from microservices import channels
-from servinglab import config, netdelay
-from servinglab.supervisor import Supervisor
+from lab import netdelay
+from servinglab import config
+from lab.supervisor import Supervisor
 
 
 def settings(**overrides):

@@ -1,4 +1,4 @@
-"""Unit tests for the OpenAPI document (`servinglab.openapi`) and the route that serves it.
+"""Unit tests for the OpenAPI document (`servinglab.serving.openapi`) and the route that serves it.
 
 The document is checked three ways: as an OpenAPI 3.1 document (against the specification's own
 JSON Schema, and by Schemathesis loading it), as a description of the real API (its paths are the
@@ -21,9 +21,9 @@ from referencing.jsonschema import DRAFT202012
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from servinglab import config
-from servinglab.api import build_app
-from servinglab.openapi import openapi_document
-from servinglab.pipeline import model_summary
+from servinglab.serving.api import build_app
+from servinglab.serving.openapi import openapi_document
+from servinglab.model.pipeline import model_summary
 from servinglab.problems import PROBLEM_CONTENT_TYPE, Problem, invalid_instances
 from servinglab.schema import (
     CATEGORICAL_FIELDS,

@@ -1,4 +1,4 @@
-"""Unit tests for the model quality gate (`servinglab.quality_gate`).
+"""Unit tests for the model quality gate (`servinglab.model.quality_gate`).
 
 The gate must pass the trained model in models/ and fail real degraded ones: models trained here
 with crippled estimators (a majority-class dummy, an over-regularised logistic regression, a
@@ -19,10 +19,10 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from servinglab import data, training
-from servinglab.artifact import METADATA_FILE, MODEL_FILE, read_metadata, save_artifact
-from servinglab.estimators import build_preprocessor
-from servinglab.quality_gate import DEFAULT_FLOORS, evaluate, load_policy
+from servinglab.model import data, training
+from servinglab.model.artifact import METADATA_FILE, MODEL_FILE, read_metadata, save_artifact
+from servinglab.model.estimators import build_preprocessor
+from servinglab.model.quality_gate import DEFAULT_FLOORS, evaluate, load_policy
 from servinglab.schema import CATEGORICAL_NAMES, CLASSES, NUMERIC_NAMES, TARGET
 
 FEATURES = [*CATEGORICAL_NAMES, *NUMERIC_NAMES]
@@ -202,7 +202,7 @@ def test_the_committed_floors_cover_every_metric_training_records(policy, artifa
 
 
 def test_the_command_line_exit_codes_and_json_report(models_root, dummy_model, tmp_path):
-    command = [sys.executable, "-m", "servinglab.quality_gate"]
+    command = [sys.executable, "-m", "servinglab.model.quality_gate"]
     report = tmp_path / "gate.json"
     ok = subprocess.run([*command, "--candidate", str(models_root / "linear"), "--json", str(report)],
                         capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""Unit tests for the three serving stages in `servinglab.pipeline`, one stage at a time.
+"""Unit tests for the three serving stages in `servinglab.model.pipeline`, one stage at a time.
 
 The stages are compiled from the trained linear artifact (conftest's `pipeline` fixture); the
 postprocessor is also exercised on hand-built probability matrices so its rules are pinned exactly.
@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from servinglab import data
-from servinglab.pipeline import DEFAULT_CONFIDENCE_THRESHOLD, Postprocessor
+from servinglab.model import data
+from servinglab.model.pipeline import DEFAULT_CONFIDENCE_THRESHOLD, Postprocessor
 from servinglab.schema import (
     CATEGORICAL_FIELDS,
     CATEGORICAL_NAMES,

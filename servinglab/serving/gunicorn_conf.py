@@ -1,6 +1,6 @@
 """gunicorn settings for the monolith and the gateway, read from the same `LAB_*` variables.
 
-    gunicorn -c python:servinglab.gunicorn_conf 'monolith.app:create_app()'
+    gunicorn -c python:servinglab.serving.gunicorn_conf 'monolith.app:create_app()'
 
 The supervisor may bind a socket itself and pass `--bind fd://N`; a command-line `--bind`
 overrides the `bind` below.
@@ -15,7 +15,7 @@ _settings = lab_config.load()
 bind = [_settings["HTTP_BIND"]]
 workers = int(_settings["HTTP_WORKERS"])
 # gthread, timed: the same worker, telling the app how long each request queued (load shedding).
-worker_class = {"gthread": "servinglab.gunicorn_worker.QueueTimingThreadWorker"}.get(
+worker_class = {"gthread": "servinglab.serving.gunicorn_worker.QueueTimingThreadWorker"}.get(
     _settings["HTTP_WORKER_CLASS"], _settings["HTTP_WORKER_CLASS"])
 threads = int(_settings["HTTP_THREADS"])
 timeout = int(_settings["HTTP_TIMEOUT_S"])
@@ -48,7 +48,7 @@ def pre_request(worker, req):
 
 def post_worker_init(worker):
     # The app (and its model) is loaded: a rolling reload may now retire an old worker
-    # (servinglab.launch.Deployment.reload_workers waits for this marker).
+    # (lab.launch.Deployment.reload_workers waits for this marker).
     import os
 
     ready_dir = os.environ.get("LAB_WORKER_READY_DIR")
@@ -58,6 +58,6 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     # Publish the last second of this worker's metrics before it goes.
-    from servinglab import metrics
+    from servinglab.serving import metrics
 
     metrics.flush()

@@ -30,7 +30,7 @@ Under the GIL, requests can only pile up behind a model call that lets other thr
 forest and boosting profiles release it while walking trees, so they batch; the linear model
 answers in ~10 us without releasing it, so with it nearly every call serves one request.
 
-Rows are computed by `servinglab.pipeline.Classifier`, whose answer for a row does not depend on
+Rows are computed by `servinglab.model.pipeline.Classifier`, whose answer for a row does not depend on
 the other rows in the call, so batching never changes a prediction (tests hold this bit for bit).
 The worker thread starts lazily in the process that submits (gunicorn forks workers after the app
 is created, and threads do not survive fork) and is a daemon; a queued caller waits at most
@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from servinglab import metrics
+from servinglab.serving import metrics
 
 
 class BatchInfo(NamedTuple):

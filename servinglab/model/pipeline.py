@@ -16,8 +16,8 @@ import sklearn
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from servinglab.artifact import Artifact, load_artifact
-from servinglab.estimators import MISSING_CATEGORY
+from servinglab.model.artifact import Artifact, load_artifact
+from servinglab.model.estimators import MISSING_CATEGORY
 from servinglab.schema import CATEGORICAL_FIELDS, CLASSES, NUMERIC_NAMES
 from servinglab.validation import RawBatch
 

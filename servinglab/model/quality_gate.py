@@ -1,11 +1,11 @@
 """Quality gate for a trained model: it must load, tell the truth, clear floors and not regress.
 
-    python -m servinglab.quality_gate --candidate models/linear
-    python -m servinglab.quality_gate --candidate models/linear --baseline baseline/linear \
-        --floors servinglab/quality_floors.json --json gate.json
+    python -m servinglab.model.quality_gate --candidate models/linear
+    python -m servinglab.model.quality_gate --candidate models/linear --baseline baseline/linear \
+        --floors servinglab/model/quality_floors.json --json gate.json
 
 Checks, in order (exit code 0 only when every one passes, 1 otherwise):
-1. The artifact loads through `servinglab.artifact.load_artifact` (sha256 verified, trusted types).
+1. The artifact loads through `servinglab.model.artifact.load_artifact` (sha256 verified, trusted types).
 2. It was trained on this data: the metadata's data fingerprint matches the packaged CSV.
 3. Its held-out metrics are re-computed here, on the held-out split its own seed selects, and
    must equal what `metadata.json` claims. A hand-edited (or stale) metadata file fails here.
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servinglab import data, training
-from servinglab.artifact import (
+from servinglab.model import data, training
+from servinglab.model.artifact import (
     ArtifactError,
     load_artifact,
     read_metadata,

@@ -1,6 +1,6 @@
 """`make certs`: a throwaway certificate authority and a server certificate for the gRPC hops.
 
-    python -m servinglab.certs certs/        # then: LAB_GRPC_TLS_DIR=certs make run ARCH=microservices
+    python -m lab.certs certs/        # then: LAB_GRPC_TLS_DIR=certs make run ARCH=microservices
 
 This is the first step towards mutual TLS, not the whole of it: the stages prove who they are to
 the gateway (server authentication and encryption on every hop); the gateway does not yet prove

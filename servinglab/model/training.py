@@ -1,6 +1,6 @@
 """Train one model profile with a fixed seed and write a versioned, verifiable artifact.
 
-    python -m servinglab.training --profile linear --seed 42 --out models
+    python -m servinglab.model.training --profile linear --seed 42 --out models
 
 The version is a fingerprint of everything that determines the model (data, profile, seed,
 hyperparameters, library versions), so retraining the same inputs yields the same version.
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
 
-from servinglab import data
-from servinglab.artifact import DEFAULT_MODELS_ROOT, save_artifact
-from servinglab.estimators import DEFAULT_PROFILE, PROFILES, build_estimator
+from servinglab.model import data
+from servinglab.model.artifact import DEFAULT_MODELS_ROOT, save_artifact
+from servinglab.model.estimators import DEFAULT_PROFILE, PROFILES, build_estimator
 from servinglab.schema import CATEGORICAL_NAMES, CLASSES, NUMERIC_NAMES, TARGET
 
 MODEL_NAME = "penguins-species"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from servinglab import metrics
+from servinglab.serving import metrics
 from servinglab.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from servinglab.schema import CATEGORICAL_FIELDS, CLASSES, input_schema
 

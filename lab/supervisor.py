@@ -102,7 +102,7 @@ class Supervisor:
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.processes: list[ManagedProcess] = []
         # Put before every argv started from now on, e.g. `nsenter --net=...` to start servers in a
-        # network namespace (servinglab.netdelay). It must exec the program, not fork and wait, so
+        # network namespace (lab.netdelay). It must exec the program, not fork and wait, so
         # the pid, signals, CPU pinning and PR_SET_PDEATHSIG all still reach the program itself.
         self.argv_prefix: tuple[str, ...] = ()
 

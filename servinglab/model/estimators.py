@@ -1,7 +1,7 @@
 """The reference scikit-learn pipelines, one per model profile.
 
 These are what gets trained and saved. Serving compiles them into a faster path
-(`servinglab.pipeline`) that must give the same answers; these objects stay the yardstick.
+(`servinglab.model.pipeline`) that must give the same answers; these objects stay the yardstick.
 """
 
 from __future__ import annotations

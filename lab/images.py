@@ -1,8 +1,8 @@
 """Build the servinglab container image through the docker Python SDK, tagged with the git sha.
 
-    python -m servinglab.images check     # is a Docker engine answering? (exit 0/1)
-    python -m servinglab.images ref       # the image reference a build of this tree gets
-    python -m servinglab.images build     # build it (what `make kind-load` runs)
+    python -m lab.images check     # is a Docker engine answering? (exit 0/1)
+    python -m lab.images ref       # the image reference a build of this tree gets
+    python -m lab.images build     # build it (what `make kind-load` runs)
 
 The equivalent with the docker CLI, from the repository root:
 

@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
-from servinglab.launch import ARCHITECTURES, launch
-from servinglab.supervisor import StopSignals, run_in_foreground
+from lab.launch import ARCHITECTURES, launch
+from lab.supervisor import StopSignals, run_in_foreground
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,9 +27,10 @@ from typing import Any
 
 import psutil
 
-from servinglab import config
-from servinglab.netdelay import HopDelay, start_hop_delay
-from servinglab.supervisor import (
+from lab.architectures import ARCHITECTURES, STAGE_SERVICES, TOPOLOGIES, Topology, stage_module
+from lab.netdelay import HopDelay, start_hop_delay
+from lab.redis import redis_server
+from lab.supervisor import (
     ManagedProcess,
     ProcessSpec,
     Supervisor,
@@ -37,53 +38,9 @@ from servinglab.supervisor import (
     http_ready,
     python_module,
 )
+from servinglab import config
 
-STAGE_SERVICES = ("preprocess", "inference", "postprocess")
-
-
-@dataclass(frozen=True)
-class Topology:
-    """How one architecture is wired: an HTTP entry point and the gRPC services behind it."""
-
-    app: str                                   # gunicorn app target of the HTTP entry point
-    services: tuple[str, ...] = ()             # gRPC services, started in this order
-    # service -> {setting: other service}: addresses a service needs (chained calls), so a
-    # service is started after the ones it calls.
-    service_upstreams: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    # setting of the HTTP entry point -> service whose replicas' addresses it gets.
-    entry_upstreams: Mapping[str, str] = field(default_factory=dict)
-    description: str = ""
-    # Settings of the HTTP entry point that make it this architecture (e.g. the gateway's mode);
-    # they win over the caller's settings.
-    entry_settings: Mapping[str, Any] = field(default_factory=dict)
-
-
-TOPOLOGIES: dict[str, Topology] = {
-    "monolith": Topology(
-        app="monolith.app:create_app()",
-        description="one gunicorn app running all three stages in process"),
-    "microservices": Topology(
-        app="microservices.gateway.app:create_app()",
-        services=STAGE_SERVICES,
-        entry_upstreams={f"{stage.upper()}_ADDR": stage for stage in STAGE_SERVICES},
-        description="a Flask gateway calling preprocess, inference and postprocess over gRPC"),
-    # KServe's transformer/predictor split: the HTTP entry transforms in process, predicts over gRPC.
-    "split": Topology(
-        app="microservices.gateway.app:create_app()",
-        services=("inference",),
-        entry_upstreams={"INFERENCE_ADDR": "inference"},
-        entry_settings={"GATEWAY_MODE": "split"},
-        description="a Flask gateway running preprocess and postprocess in process, calling inference over gRPC"),
-    # Each stage calls the next, so each is started after the one it calls.
-    "chained": Topology(
-        app="microservices.gateway.app:create_app()",
-        services=("postprocess", "inference", "preprocess"),
-        service_upstreams={"inference": {"NEXT_ADDR": "postprocess"}, "preprocess": {"NEXT_ADDR": "inference"}},
-        entry_upstreams={"PREPROCESS_ADDR": "preprocess"},
-        entry_settings={"GATEWAY_MODE": "chained"},
-        description="a Flask gateway calling preprocess, which calls inference, which calls postprocess"),
-}
-ARCHITECTURES = tuple(TOPOLOGIES)
+__all__ = ["ARCHITECTURES", "STAGE_SERVICES", "TOPOLOGIES", "Deployment", "Replica", "launch"]
 
 # One BLAS/OpenMP thread per process: every server here is one of several processes sharing a
 # fixed CPU budget, and a thread pool per process would only add contention on tiny matrices.
@@ -253,7 +210,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def _gunicorn_spec(name: str, app_target: str, sock: socket.socket, url: str, env: dict[str, str]) -> ProcessSpec:
-    argv = python_module("gunicorn", "--config", "python:servinglab.gunicorn_conf",
+    argv = python_module("gunicorn", "--config", "python:servinglab.serving.gunicorn_conf",
                          "--bind", f"fd://{sock.fileno()}", app_target)
     return ProcessSpec(name, argv, env, pass_fds=(sock.fileno(),), ready=http_ready(url + "/readyz"))
 
@@ -274,7 +231,7 @@ def _start_services(topology: Topology, supervisor: Supervisor, run_dir: Path, h
             port_file = run_dir / f"{name}.port"
             env = {**common_env, **upstream_env, "LAB_GRPC_BIND": f"{host}:0", "LAB_PORT_FILE": str(port_file),
                    "LAB_GRPC_REUSEPORT": "true"}
-            spec = ProcessSpec(name, python_module(f"microservices.{service}"), env, ready=file_ready(port_file))
+            spec = ProcessSpec(name, python_module(stage_module(service)), env, ready=file_ready(port_file))
             batch.append((spec, port_file, supervisor.start(spec)))
         supervisor.wait_ready([process for _, _, process in batch], ready_timeout_s)
         started[service] = [Replica(service, index, int(port_file.read_text()), process, spec, port_file, host)
@@ -287,8 +244,6 @@ def _start_cache(supervisor: Supervisor, run_dir: Path, settings: Mapping[str, A
     """CACHE=redis with no CACHE_URL: a private Redis, answering PING before any server starts."""
     if settings.get("CACHE") != "redis" or settings.get("CACHE_URL"):
         return None
-    from servinglab.cache import redis_server
-
     spec, cache_url = redis_server(run_dir, int(settings["CACHE_REDIS_MAXMEMORY_MB"]))
     process = supervisor.start(spec)
     supervisor.wait_ready([process], ready_timeout_s)
@@ -343,7 +298,7 @@ def launch(
         (run_dir / "ready").mkdir()
         for setting, service in topology.entry_upstreams.items():
             entry_env[f"LAB_{setting}"] = ",".join(replica.address for replica in started[service])
-        name = "gunicorn-" + ("monolith" if architecture == "monolith" else "gateway")
+        name = "gunicorn-" + topology.entry
         entry = supervisor.start(_gunicorn_spec(name, topology.app, sock, url, entry_env))
         # gunicorn has its own copy of the listening socket now; ours would only keep the port busy.
         sock.close()

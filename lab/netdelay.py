@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servinglab.supervisor import ManagedProcess, ProcessSpec, Supervisor
+from lab.supervisor import ManagedProcess, ProcessSpec, Supervisor
 
 METHODS = ("auto", "netem", "sleep")
 # Round trip added per hop, in milliseconds (README: "Simulated network distance").

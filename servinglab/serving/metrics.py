@@ -75,7 +75,7 @@ BATCH_ROWS = Histogram("lab_batch_rows", "Rows in one micro-batched model call",
 BATCH_QUEUE_SECONDS = Histogram("lab_batch_queue_wait_seconds",
                                 "Time from a request joining the micro-batch queue to its model call starting", (),
                                 QUEUE_WAIT_BUCKETS)
-# Prediction cache (servinglab.cache), counted per instance. placement: where the cache sits
+# Prediction cache (servinglab.serving.cache), counted per instance. placement: where the cache sits
 # (monolith, gateway, inference). result: hit, miss, or skipped (the cache could not be used:
 # Redis down or its breaker open, or the model version unknown).
 CACHE_LOOKUPS = Counter("lab_cache_lookups_total", "Prediction cache lookups per instance, by placement and result",
