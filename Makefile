@@ -11,7 +11,7 @@ MODELS ?= models
 PYTEST_ARGS ?=
 LOCUST_PORT ?= 8089
 # make bench reads these from the environment: ARCHS, REPS, QUICK, SLO_MS, SUT_CPUS, LOADGEN_CPUS,
-# SUT_MEMORY_GIB, PROFILE, STEP_SECONDS, LABEL, PRICES, TARGET=local|docker|kind, IMAGE (benchmarks/runner.py).
+# SUT_MEMORY_GIB, PROFILE, STEP_SECONDS, LABEL, PRICES, TARGET=local|docker|kind, IMAGE (benchmarks/bench.py).
 export ARCHS REPS QUICK SLO_MS SUT_CPUS LOADGEN_CPUS SUT_MEMORY_GIB PROFILE STEP_SECONDS LABEL PRICES TARGET IMAGE
 # Experiment knobs (table: benchmarks/knobs.py; `make help` lists them) and make bench-sweep's SWEEP, SWEEP_VALUES.
 export RATE USERS PHASE_SECONDS
@@ -39,6 +39,17 @@ help: ## Show this help
 test: bootstrap ## Run the whole test suite (bootstraps venv, protos and models first)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: lint
+lint: $(INSTALLED) $(PROTOS_OUT) ## ruff (lint and format check) on the tree, mypy on the packages
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+.PHONY: format
+format: $(INSTALLED) ## Apply ruff's formatter and its safe fixes
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
 .PHONY: run
 run: bootstrap ## Serve ARCH=monolith|microservices|split|chained on PORT (default 8000) until Ctrl-C
 	$(PY) -m lab.run --arch $(ARCH) --port $(PORT)
@@ -49,7 +60,7 @@ dev: bootstrap ## Flask development server with auto-reload (monolith, for live 
 
 .PHONY: bench
 bench: bootstrap ## Benchmark ARCHS under Locust at an equal CPU budget; QUICK=1 for a <90 s classroom run
-	$(PY) -m benchmarks.runner
+	$(PY) -m benchmarks.bench
 
 .PHONY: chaos
 chaos: bootstrap ## Kill, restart, roll and roll out under steady load (ARCHS, RATE=40, PHASE_SECONDS=8); blast-radius report
@@ -120,21 +131,40 @@ clean: ## Remove generated code, models, reports and stamps (keeps the virtualen
 distclean: clean ## Also remove the virtualenv
 	rm -rf $(VENV)
 
+##@ Containers (a Docker engine; no registry, no network inside the build)
+
+# BASE_IMAGE: the image's base (default: the pinned python slim image, else a local Debian base);
+# DEBIAN_MIRROR: where debootstrap fetches that base from. lab/image_build.py says how.
+export BASE_IMAGE DEBIAN_MIRROR
+
+.PHONY: image run-docker bench-container-tax docker-clean
+image: $(INSTALLED) $(PROTOS_OUT) ## Build the project image offline (wheelhouse on the host, local base if need be); prints its size
+	$(PY) -m lab.images build
+
+run-docker: image ## Serve ARCH in containers (one per role, own bridge network) on 127.0.0.1:PORT until Ctrl-C
+	$(PY) -m lab.containers run --arch $(ARCH) --port $(PORT) $(if $(IMAGE),--image $(IMAGE))
+
+bench-container-tax: bootstrap ## Local processes vs containers at the same budget (REPS pairs, QUICK runs): capacity, latency, CPU, hops
+	$(PY) -m benchmarks.container_tax
+
+docker-clean: $(INSTALLED) ## Remove every container and network a servinglab run left behind (a killed run)
+	$(PY) -m lab.containers clean
+
 ##@ Kubernetes on kind (needs Docker, kind and kubectl; see k8s/README.md)
 
 K8S_ENV ?= dev
 
 .PHONY: kind-up kind-load kind-deploy kind-bench kind-down
-kind-up: ## Create the kind cluster and install metrics-server (needs internet for its manifest)
+kind-up: ## Create the kind cluster (KIND_NODE_IMAGE, KIND_CONFIG) and install the vendored metrics-server
 	scripts/kind.sh up
 
-kind-load: $(INSTALLED) ## Build the image (docker SDK, tagged with the git sha) and load it into kind
+kind-load: $(INSTALLED) $(PROTOS_OUT) ## Build the image (docker SDK, tagged with the git sha) and load it into kind
 	PY=$(PY) scripts/kind.sh load
 
 kind-deploy: $(INSTALLED) ## Deploy ARCH=monolith|microservices with K8S_ENV=dev|prod, wait, smoke-test
 	PY=$(PY) ARCH=$(ARCH) K8S_ENV=$(K8S_ENV) scripts/kind.sh deploy
 
-kind-bench: $(INSTALLED) ## Benchmark the deployed architectures from the host; QUICK=1 for a short run
+kind-bench: $(INSTALLED) ## Deploy both bench overlays (fixed, equal CPU budget; BENCH_CPU_SPLIT) and benchmark them; QUICK=1
 	PY=$(PY) scripts/kind.sh bench
 
 kind-down: ## Delete the kind cluster

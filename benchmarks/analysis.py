@@ -1,7 +1,7 @@
 """The arithmetic behind the benchmark's verdicts: SLO checks, capacity, cost and spreads.
 
 Everything here is a pure function of plain data (the dicts of ``results.json``), so the
-runner, the report and the notebook reach the same numbers, and tests can check them by hand.
+bench, the report and the notebook reach the same numbers, and tests can check them by hand.
 
 Definitions
 -----------
@@ -285,7 +285,8 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def _errors_against(schema: Mapping[str, Any], doc: Any) -> list[str]:
+def schema_errors(schema: Mapping[str, Any], doc: Any) -> list[str]:
+    """Every violation of `schema` in `doc`, as 'json.path: message' strings, in document order."""
     validator = jsonschema.Draft202012Validator(schema)
     problems = sorted(validator.iter_errors(doc), key=lambda error: list(error.absolute_path))
     return [f"{error.json_path}: {error.message}" for error in problems]
@@ -293,7 +294,7 @@ def _errors_against(schema: Mapping[str, Any], doc: Any) -> list[str]:
 
 def results_validation_errors(doc: Any) -> list[str]:
     """Every schema violation in a results document, as 'json.path: message' strings."""
-    return _errors_against(load_schema(), doc)
+    return schema_errors(load_schema(), doc)
 
 
 def validate_results(doc: Any) -> None:
@@ -309,7 +310,7 @@ def load_prices(path: str | Path | None = None) -> dict[str, Any]:
     prices = json.loads(prices_path.read_text(encoding="utf-8"))
     schema = load_schema()
     prices_schema = {"$defs": schema["$defs"], "$ref": "#/$defs/prices"}
-    errors = _errors_against(prices_schema, prices)
+    errors = schema_errors(prices_schema, prices)
     if errors:
         raise ResultsValidationError([f"{prices_path}: {error}" for error in errors])
     return prices

@@ -1,10 +1,10 @@
 """The experiment knobs of `make bench`, in one table: parsing, how each applies, what it teaches.
 
-Each `Knob` is one make/environment variable (``CACHE=local``), also a runner option
+Each `Knob` is one make/environment variable (``CACHE=local``), also a bench option
 (``--cache local``). The table says how its value is parsed and checked, how it reaches the
 system under test (server settings, i.e. ``LAB_<NAME>`` variables; keyword arguments of
 ``lab.launch.launch``; environment of the Locust process), and the paragraph the report
-shows when the knob is not at its default. The runner, the targets, the report and the sweep
+shows when the knob is not at its default. The bench, the targets, the report and the sweep
 all read this table; none of them knows a knob by name.
 
 A knob at its default applies nothing: the servers keep their own defaults, so a plain
@@ -19,6 +19,9 @@ being silently ignored by servers that do not know it.
 
 ``python -m benchmarks.knobs`` prints the table as Markdown (the README's list is checked
 against it by the tests).
+
+One module although it is over 400 lines: it is one table, and most of its length is the
+paragraphs the report prints; the parsers and appliers each serve a row of it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from lab.launch import ARCHITECTURES, TOPOLOGIES
 
 BENCH_DIR = Path(__file__).resolve().parent
 # Files that run inside the Locust process: a Locust variable must be read by one of them.
-LOCUST_SOURCES = (BENCH_DIR / "locustfile.py", BENCH_DIR / "workload.py")
+LOCUST_SOURCES = (BENCH_DIR / "measure" / "locustfile.py", BENCH_DIR / "measure" / "workload.py")
 # Enough threads per worker for concurrent requests to meet in one batch. gunicorn's gthread
 # workers and the gRPC servers serve one request per thread, so with one thread (the default)
 # a batch could never hold more than one request.
@@ -57,20 +60,20 @@ def _nothing(_values: Values, _architecture: str) -> dict:
 
 @dataclass(frozen=True)
 class Knob:
-    variable: str                       # make / environment variable, e.g. "CACHE"
+    variable: str  # make / environment variable, e.g. "CACHE"
     default: Any
-    values: str                         # accepted values, for help and error messages
-    summary: str                        # one line: make help, README, the report's settings table
-    parse: Callable[[str], Any]         # raw text -> value; raises KnobError
-    about: str                          # the report's paragraph: what varying this teaches
+    values: str  # accepted values, for help and error messages
+    summary: str  # one line: make help, README, the report's settings table
+    parse: Callable[[str], Any]  # raw text -> value; raises KnobError
+    about: str  # the report's paragraph: what varying this teaches
     # How a value reaches the system under test, per architecture (values = every knob's value):
-    settings: Callable[[Values, str], Settings] = _nothing    # server settings (LAB_<NAME>)
-    launch: Callable[[Values, str], dict] = _nothing         # keyword arguments of launch()
+    settings: Callable[[Values, str], Settings] = _nothing  # server settings (LAB_<NAME>)
+    launch: Callable[[Values, str], dict] = _nothing  # keyword arguments of launch()
     locust_env: Callable[[Values], dict[str, str]] = lambda _values: {}
     # A sentence or two about this run's value (where the cache sat, how the delay was added).
     detail: Callable[[Any, Mapping[str, Any]], str] = lambda _value, _results: ""
     sweep_values: tuple[str, ...] = ()  # default values of `make bench-sweep SWEEP=<key>`
-    runner_field: str | None = None     # BenchConfig attribute the runner reads directly
+    runner_field: str | None = None  # BenchConfig attribute the bench reads directly
     # Whether a value deserves the report's paragraph; default: any value but the default.
     noteworthy: Callable[[Any], bool] | None = None
 
@@ -93,7 +96,7 @@ class Knob:
             raise KnobError(f"{self.variable}={raw!r}: {problem}; expected {self.values}") from None
 
     def is_default(self, value: Any) -> bool:
-        return _canonical(value) == _canonical(self.default)
+        return canonical(value) == canonical(self.default)
 
     def worth_explaining(self, value: Any) -> bool:
         return self.noteworthy(value) if self.noteworthy else not self.is_default(value)
@@ -102,7 +105,8 @@ class Knob:
         return show_value(value)
 
 
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
+    """A comparable, hashable form of a value: lists as tuples, dicts as sorted pairs."""
     if isinstance(value, (list, tuple)):
         return tuple(value)
     if isinstance(value, dict):
@@ -134,31 +138,33 @@ def _choice(*options: str) -> Callable[[str], str]:
         if value not in options:
             raise KnobError(f"unknown value {text!r}")
         return value
+
+    return parse
+
+
+def _bounded(
+    cast: Callable[[str], Any], kind: str, low: Any, high: Any, show: Callable[[Any], str]
+) -> Callable[[str], Any]:
+    """A parser of `cast(text)` within low..high; `kind` names what the text must be."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise KnobError(f"{text!r} is not {kind}") from None
+        if not low <= value <= high:
+            raise KnobError(f"{show(value)} is outside {show(low)}..{show(high)}")
+        return value
+
     return parse
 
 
 def _number(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise KnobError(f"{text!r} is not a number") from None
-        if not low <= value <= high:
-            raise KnobError(f"{value:g} is outside {low:g}..{high:g}")
-        return value
-    return parse
+    return _bounded(float, "a number", low, high, lambda value: f"{value:g}")
 
 
 def _count(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise KnobError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise KnobError(f"{value} is outside {low}..{high}")
-        return value
-    return parse
+    return _bounded(int, "a whole number", low, high, str)
 
 
 def _switch(text: str) -> bool:
@@ -178,7 +184,7 @@ def _all_services() -> list[str]:
 
 
 def _replicas(text: str) -> dict[str, int]:
-    """"inference=2,preprocess=2" -> {"inference": 2, "preprocess": 2}."""
+    """ "inference=2,preprocess=2" -> {"inference": 2, "preprocess": 2}."""
     counts: dict[str, int] = {}
     known = _all_services()
     for item in re.split(r"[,\s]+", text):
@@ -200,7 +206,9 @@ def _architectures(text: str) -> tuple[str, ...]:
             names.append(name)
     unknown = [name for name in names if name not in ARCHITECTURES]
     if unknown:
-        raise KnobError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
+        raise KnobError(
+            f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}"
+        )
     if not names:
         raise KnobError("no architecture named")
     return tuple(names)
@@ -246,6 +254,7 @@ def _batching_settings(values: Values, architecture: str) -> Settings:
 def _batch_limit(knob_key: str, setting: str) -> Callable[[Values, str], Settings]:
     """With batching on, the limit is always passed (the knob's or the servers' default), so the
     results record the batch limits that ran; with batching off it means nothing."""
+
     def apply(values: Values, _architecture: str) -> Settings:
         if not values["batching"]:
             return {}
@@ -255,11 +264,16 @@ def _batch_limit(knob_key: str, setting: str) -> Callable[[Values, str], Setting
 
             value = lab_config.DEFAULTS.get(setting)
         return {} if value is None else {setting: value}
+
     return apply
 
 
 def _replicas_launch(values: Values, architecture: str) -> dict:
-    mine = {service: count for service, count in values["replicas"].items() if service in _services(architecture)}
+    mine = {
+        service: count
+        for service, count in values["replicas"].items()
+        if service in _services(architecture)
+    }
     return {"replicas": mine} if mine else {}
 
 
@@ -285,7 +299,10 @@ def cache_location(values: Values, architecture: str) -> str | None:
 
 
 def _applied(results: Mapping[str, Any], field: str) -> dict[str, Any]:
-    return {name: (arch.get("applied") or {}).get(field) for name, arch in results.get("architectures", {}).items()}
+    return {
+        name: (arch.get("applied") or {}).get(field)
+        for name, arch in results.get("architectures", {}).items()
+    }
 
 
 def _cache_detail(value: str, results: Mapping[str, Any]) -> str:
@@ -300,24 +317,44 @@ def _cache_rate_detail(value: float, _results: Mapping[str, Any]) -> str:
 
 
 def _hop_delay_detail(value: float, results: Mapping[str, Any]) -> str:
-    how = {"netem": "with netem (the kernel's network emulator)", "sleep": "by an in-process sleep before each call"}
-    delayed = {name: applied.get("hop_delay_method") for name, applied in
-               ((name, arch.get("applied") or {}) for name, arch in results["architectures"].items())
-               if applied.get("settings", {}).get("HOP_DELAY_MS")}
+    how = {
+        "netem": "with netem (the kernel's network emulator)",
+        "sleep": "by an in-process sleep before each call",
+    }
+    delayed = {
+        name: applied.get("hop_delay_method")
+        for name, applied in (
+            (name, arch.get("applied") or {}) for name, arch in results["architectures"].items()
+        )
+        if applied.get("settings", {}).get("HOP_DELAY_MS")
+    }
     if not delayed:
         return f"HOP_DELAY_MS={value:g} applied to no architecture in this run."
-    methods = sorted({how.get(m, f"by `{m}`") if m else "by a method the deployment did not report"
-                      for m in delayed.values()})
+    methods = sorted(
+        {
+            how.get(m, f"by `{m}`") if m else "by a method the deployment did not report"
+            for m in delayed.values()
+        }
+    )
     return f"This run added {value:g} ms per hop to {', '.join(delayed)}, {' and '.join(methods)}."
 
 
 def _replicas_detail(value: Mapping[str, int], results: Mapping[str, Any]) -> str:
-    launched = {name: replicas for name, replicas in
-                ((name, (launch or {}).get("replicas")) for name, launch in _applied(results, "launch").items())
-                if replicas}
+    launched = {
+        name: replicas
+        for name, replicas in (
+            (name, (launch or {}).get("replicas"))
+            for name, launch in _applied(results, "launch").items()
+        )
+        if replicas
+    }
     if not launched:
         return f"REPLICAS={show_value(value)} applied to no architecture in this run."
-    return "Replicas in this run: " + "; ".join(f"{name} {show_value(r)}" for name, r in launched.items()) + "."
+    return (
+        "Replicas in this run: "
+        + "; ".join(f"{name} {show_value(r)}" for name, r in launched.items())
+        + "."
+    )
 
 
 def _batching_detail(_value: bool, results: Mapping[str, Any]) -> str:
@@ -326,12 +363,18 @@ def _batching_detail(_value: bool, results: Mapping[str, Any]) -> str:
         settings.update(applied or {})
     size, wait = settings.get("BATCH_MAX_SIZE"), settings.get("BATCH_MAX_WAIT_MS")
     threads = settings.get("HTTP_THREADS", BATCHING_THREADS)
-    return (f"This run batched at most {show_value(size)} rows per model call, waiting at most {show_value(wait)} ms "
-            f"for a batch to fill, with {threads} threads per worker.")
+    return (
+        f"This run batched at most {show_value(size)} rows per model call, waiting at most {show_value(wait)} ms "
+        f"for a batch to fill, with {threads} threads per worker."
+    )
 
 
 def _archs_detail(value: Iterable[str], results: Mapping[str, Any]) -> str:
-    described = [f"{name}: {topology}" for name, topology in _applied(results, "topology").items() if topology]
+    described = [
+        f"{name}: {topology}"
+        for name, topology in _applied(results, "topology").items()
+        if topology
+    ]
     return ("The topologies in this run: " + "; ".join(described) + ".") if described else ""
 
 
@@ -339,8 +382,12 @@ def _archs_detail(value: Iterable[str], results: Mapping[str, Any]) -> str:
 
 KNOBS: tuple[Knob, ...] = (
     Knob(
-        "ARCHS", ("monolith", "microservices"), " ".join(ARCHITECTURES),
-        "architectures to compare, in order", _architectures, runner_field="archs",
+        "ARCHS",
+        ("monolith", "microservices"),
+        " ".join(ARCHITECTURES),
+        "architectures to compare, in order",
+        _architectures,
+        runner_field="archs",
         # Dropping one of the two, or reordering them, teaches nothing new about topologies.
         noteworthy=lambda archs: bool(set(archs) - {"monolith", "microservices"}),
         about=(
@@ -353,8 +400,13 @@ KNOBS: tuple[Knob, ...] = (
         detail=_archs_detail,
     ),
     Knob(
-        "PROFILE", "linear", "linear|forest|boosting", "model profile to serve", _profile,
-        runner_field="profile", sweep_values=("linear", "boosting", "forest"),
+        "PROFILE",
+        "linear",
+        "linear|forest|boosting",
+        "model profile to serve",
+        _profile,
+        runner_field="profile",
+        sweep_values=("linear", "boosting", "forest"),
         about=(
             "Model profile. The model's own work per prediction grows from a fraction of a "
             "millisecond (linear) to milliseconds (boosting, forest), while the cost of a hop stays "
@@ -364,8 +416,14 @@ KNOBS: tuple[Knob, ...] = (
         ),
     ),
     Knob(
-        "CACHE", "none", "none|local|redis", "prediction cache in the servers", _choice("none", "local", "redis"),
-        settings=_cache_settings, detail=_cache_detail, sweep_values=("none", "local", "redis"),
+        "CACHE",
+        "none",
+        "none|local|redis",
+        "prediction cache in the servers",
+        _choice("none", "local", "redis"),
+        settings=_cache_settings,
+        detail=_cache_detail,
+        sweep_values=("none", "local", "redis"),
         about=(
             "Prediction cache. The same input always gets the same answer, so a cache can answer a "
             "request it has seen before without running the pipeline. `local` keeps one cache in "
@@ -382,8 +440,13 @@ KNOBS: tuple[Knob, ...] = (
         ),
     ),
     Knob(
-        "CACHE_PLACEMENT", "gateway", "gateway|inference", "where microservices cache (with CACHE on)",
-        _choice("gateway", "inference"), settings=_placement_settings, sweep_values=("gateway", "inference"),
+        "CACHE_PLACEMENT",
+        "gateway",
+        "gateway|inference",
+        "where microservices cache (with CACHE on)",
+        _choice("gateway", "inference"),
+        settings=_placement_settings,
+        sweep_values=("gateway", "inference"),
         about=(
             "Cache placement in microservices. At the gateway the cache is keyed on the request as "
             "it arrived and a hit answers before any hop; at the inference service it is keyed on "
@@ -396,12 +459,20 @@ KNOBS: tuple[Knob, ...] = (
         ),
     ),
     Knob(
-        "CACHE_RATE", 0.0, "0..1", "share of requests repeating earlier inputs (Zipf-like)", _number(0.0, 1.0),
+        "CACHE_RATE",
+        0.0,
+        "0..1",
+        "share of requests repeating earlier inputs (Zipf-like)",
+        _number(0.0, 1.0),
         # With a cache on, CACHE_RATE=0 must mean "every input new", not the default workload,
         # which cycles through the held-out birds and so repeats almost every request.
-        locust_env=lambda values: ({"LAB_BENCH_CACHE_RATE": f"{values['cache_rate']:g}"}
-                                   if values["cache_rate"] > 0 or values["cache"] != "none" else {}),
-        detail=_cache_rate_detail, sweep_values=("0", "0.5", "0.9"),
+        locust_env=lambda values: (
+            {"LAB_BENCH_CACHE_RATE": f"{values['cache_rate']:g}"}
+            if values["cache_rate"] > 0 or values["cache"] != "none"
+            else {}
+        ),
+        detail=_cache_rate_detail,
+        sweep_values=("0", "0.5", "0.9"),
         about=(
             "Repeated inputs. The load generator drew this share of requests from inputs it had sent "
             "before, a few popular ones much more often than the rest (Zipf-like, as real traffic "
@@ -413,8 +484,14 @@ KNOBS: tuple[Knob, ...] = (
         ),
     ),
     Knob(
-        "BATCHING", False, "on|off", "micro-batch concurrent requests in the model call", _switch,
-        settings=_batching_settings, detail=_batching_detail, sweep_values=("off", "on"),
+        "BATCHING",
+        False,
+        "on|off",
+        "micro-batch concurrent requests in the model call",
+        _switch,
+        settings=_batching_settings,
+        detail=_batching_detail,
+        sweep_values=("off", "on"),
         about=(
             "Micro-batching. Requests that arrive together wait a moment (at most BATCH_MAX_WAIT_MS) "
             "and go through the model in one call of its vectorised code (at most BATCH_MAX_SIZE "
@@ -428,16 +505,25 @@ KNOBS: tuple[Knob, ...] = (
         ),
     ),
     Knob(
-        "BATCH_MAX_SIZE", None, "1..4096 (with BATCHING=on)", "largest batch, in rows", _count(1, 4096),
-        settings=_batch_limit("batch_max_size", "BATCH_MAX_SIZE"), sweep_values=("4", "16", "64"),
+        "BATCH_MAX_SIZE",
+        None,
+        "1..4096 (with BATCHING=on)",
+        "largest batch, in rows",
+        _count(1, 4096),
+        settings=_batch_limit("batch_max_size", "BATCH_MAX_SIZE"),
+        sweep_values=("4", "16", "64"),
         about=(
             "Largest batch. A bigger batch spreads the fixed cost of one model call over more rows, "
             "but a request at the end of a big batch waits for all the rows before it."
         ),
     ),
     Knob(
-        "BATCH_MAX_WAIT_MS", None, "0..1000 (with BATCHING=on)", "longest wait for a batch to fill, ms",
-        _number(0.0, 1000.0), settings=_batch_limit("batch_max_wait_ms", "BATCH_MAX_WAIT_MS"),
+        "BATCH_MAX_WAIT_MS",
+        None,
+        "0..1000 (with BATCHING=on)",
+        "longest wait for a batch to fill, ms",
+        _number(0.0, 1000.0),
+        settings=_batch_limit("batch_max_wait_ms", "BATCH_MAX_WAIT_MS"),
         sweep_values=("0.5", "2", "5"),
         about=(
             "Batch wait. The longest a request waits for others to join its batch: this wait is "
@@ -446,8 +532,13 @@ KNOBS: tuple[Knob, ...] = (
         ),
     ),
     Knob(
-        "REPLICAS", {}, "SERVICE=N[,SERVICE=N] e.g. inference=2", "replicas per gRPC service, same CPU budget",
-        _replicas, launch=_replicas_launch, detail=_replicas_detail,
+        "REPLICAS",
+        {},
+        "SERVICE=N[,SERVICE=N] e.g. inference=2",
+        "replicas per gRPC service, same CPU budget",
+        _replicas,
+        launch=_replicas_launch,
+        detail=_replicas_detail,
         sweep_values=("inference=1", "inference=2", "inference=3"),
         about=(
             "Replicas. More copies of a service share the same CPUs (every process stays pinned to "
@@ -460,8 +551,13 @@ KNOBS: tuple[Knob, ...] = (
         ),
     ),
     Knob(
-        "HOP_DELAY_MS", 0.0, f"0..{MAX_HOP_DELAY_MS:g}", "extra network delay per hop between services, ms",
-        _number(0.0, MAX_HOP_DELAY_MS), settings=_hop_delay_settings, detail=_hop_delay_detail,
+        "HOP_DELAY_MS",
+        0.0,
+        f"0..{MAX_HOP_DELAY_MS:g}",
+        "extra network delay per hop between services, ms",
+        _number(0.0, MAX_HOP_DELAY_MS),
+        settings=_hop_delay_settings,
+        detail=_hop_delay_detail,
         sweep_values=("0", "0.5", "2", "5"),
         about=(
             "Network delay between services. On one machine a hop crosses only the loopback "
@@ -497,9 +593,13 @@ def non_default(values: Values) -> list[Knob]:
 def validate(values: Values) -> list[str]:
     """Check knobs against each other; raise KnobError on a contradiction, return warnings."""
     archs = values["archs"]
-    if values["cache"] == "none" and not BY_KEY["cache_placement"].is_default(values["cache_placement"]):
-        raise KnobError(f"CACHE_PLACEMENT={values['cache_placement']} has no effect with CACHE=none; "
-                        "set CACHE=local or CACHE=redis")
+    if values["cache"] == "none" and not BY_KEY["cache_placement"].is_default(
+        values["cache_placement"]
+    ):
+        raise KnobError(
+            f"CACHE_PLACEMENT={values['cache_placement']} has no effect with CACHE=none; "
+            "set CACHE=local or CACHE=redis"
+        )
     if not values["batching"]:
         for key in ("batch_max_size", "batch_max_wait_ms"):
             if values[key] is not None:
@@ -507,16 +607,28 @@ def validate(values: Values) -> list[str]:
     present = {service for arch in archs for service in _services(arch)}
     missing = [service for service in values["replicas"] if service not in present]
     if missing:
-        raise KnobError(f"REPLICAS names {', '.join(missing)}, which no architecture in ARCHS "
-                        f"({' '.join(archs)}) runs")
+        raise KnobError(
+            f"REPLICAS names {', '.join(missing)}, which no architecture in ARCHS "
+            f"({' '.join(archs)}) runs"
+        )
     warnings = []
     if values["cache_rate"] > 0 and values["cache"] == "none":
-        warnings.append(f"CACHE_RATE={values['cache_rate']:g} with CACHE=none: repeated inputs are computed "
-                        "again (a no-cache baseline)")
+        warnings.append(
+            f"CACHE_RATE={values['cache_rate']:g} with CACHE=none: repeated inputs are computed "
+            "again (a no-cache baseline)"
+        )
     if values["hop_delay_ms"] > 0 and not present:
-        warnings.append(f"HOP_DELAY_MS={values['hop_delay_ms']:g}: no architecture in ARCHS has hops")
-    if values["cache"] != "none" and values["cache_placement"] == "inference" and "inference" not in present:
-        warnings.append("CACHE_PLACEMENT=inference: no architecture in ARCHS has an inference service")
+        warnings.append(
+            f"HOP_DELAY_MS={values['hop_delay_ms']:g}: no architecture in ARCHS has hops"
+        )
+    if (
+        values["cache"] != "none"
+        and values["cache_placement"] == "inference"
+        and "inference" not in present
+    ):
+        warnings.append(
+            "CACHE_PLACEMENT=inference: no architecture in ARCHS has an inference service"
+        )
     return warnings
 
 
@@ -565,26 +677,32 @@ def _who_sets(values: Values, architectures: Iterable[str], part: str) -> dict[s
 
 def check_available(values: Values) -> None:
     """Fail, naming the missing piece, when this checkout cannot apply a chosen knob."""
-    from servinglab import config as lab_config
     from lab.launch import launch
+    from servinglab import config as lab_config
 
     archs = values["archs"]
     for setting, knob in _who_sets(values, archs, "settings").items():
         if setting not in lab_config.DEFAULTS:
-            raise KnobError(f"{knob.variable}={show_value(values[knob.key])} needs the server setting "
-                            f"LAB_{setting}, which this checkout does not define yet (servinglab/config.py): "
-                            "the feature has not landed")
+            raise KnobError(
+                f"{knob.variable}={show_value(values[knob.key])} needs the server setting "
+                f"LAB_{setting}, which this checkout does not define yet (servinglab/config.py): "
+                "the feature has not landed"
+            )
     parameters = inspect.signature(launch).parameters
     for argument, knob in _who_sets(values, archs, "launch").items():
         if argument not in parameters:
-            raise KnobError(f"{knob.variable}={show_value(values[knob.key])} needs launch(..., {argument}=...), "
-                            "which lab.launch does not accept yet")
+            raise KnobError(
+                f"{knob.variable}={show_value(values[knob.key])} needs launch(..., {argument}=...), "
+                "which lab.launch does not accept yet"
+            )
     sources = "".join(path.read_text() for path in LOCUST_SOURCES if path.exists())
     for knob in KNOBS:
         for name in knob.locust_env(values):
             if name not in sources:
-                raise KnobError(f"{knob.variable}={show_value(values[knob.key])} needs the load generator to read "
-                                f"{name}, which neither benchmarks/locustfile.py nor benchmarks/workload.py does yet")
+                raise KnobError(
+                    f"{knob.variable}={show_value(values[knob.key])} needs the load generator to read "
+                    f"{name}, which neither benchmarks/measure/locustfile.py nor workload.py does yet"
+                )
 
 
 def check_target(values: Values, target: str) -> None:
@@ -594,17 +712,23 @@ def check_target(values: Values, target: str) -> None:
     launched = _who_sets(values, archs, "launch")
     if target == "kind" and (settings or launched):
         names = sorted({knob.variable for knob in [*settings.values(), *launched.values()]})
-        raise KnobError(f"TARGET=kind benchmarks what `make kind-deploy` deployed; {', '.join(names)} change the "
-                        "servers, so set them in the manifests (k8s/) instead")
+        raise KnobError(
+            f"TARGET=kind benchmarks what `make kind-deploy` deployed; {', '.join(names)} change the "
+            "servers, so set them in the manifests (k8s/) instead"
+        )
     if target == "docker" and launched:
         names = sorted({knob.variable for knob in launched.values()})
-        raise KnobError(f"TARGET=docker runs one container per role and cannot apply {', '.join(names)}; "
-                        "use TARGET=local")
+        raise KnobError(
+            f"TARGET=docker runs one container per role and cannot apply {', '.join(names)}; "
+            "use TARGET=local"
+        )
 
 
 def record(values: Values) -> dict[str, Any]:
     """Every knob's value as plain JSON for results.json (run.knobs)."""
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+    return {
+        key: list(value) if isinstance(value, tuple) else value for key, value in values.items()
+    }
 
 
 def explanations(results: Mapping[str, Any]) -> list[tuple[Knob, str]]:
@@ -626,7 +750,9 @@ def markdown_table() -> str:
     lines = ["| Variable | Values | Default | What |", "|---|---|---|---|"]
     for knob in KNOBS:
         values = knob.values.replace("|", "\\|")  # a bare | would end the Markdown cell
-        lines.append(f"| `{knob.variable}` | `{values}` | {show_value(knob.default)} | {knob.summary} |")
+        lines.append(
+            f"| `{knob.variable}` | `{values}` | {show_value(knob.default)} | {knob.summary} |"
+        )
     return "\n".join(lines)
 
 

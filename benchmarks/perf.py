@@ -17,18 +17,22 @@ import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from benchmarks import httpload
-from benchmarks.runner import parse_cpus, server_timing_medians
+from benchmarks.measure import httpload, runs, servertiming
+from benchmarks.measure.machine import parse_cpus
+from benchmarks.reporting.progress import Progress
+from lab.launch import launch
 from servinglab.model import data
 from servinglab.model.artifact import load_artifact
-from lab.launch import launch
 from servinglab.model.pipeline import ServingPipeline
 from servinglab.schema import CATEGORICAL_NAMES, NUMERIC_NAMES
 from servinglab.validation import validate_instances
+
+progress = Progress("perf")
 
 TARGETS = {
     "stages_us": ("<=", 50.0),
@@ -58,7 +62,8 @@ def measure_stages(models_root: Path) -> dict:
     features = pipeline.preprocess(batch)
     probabilities = pipeline.classifier.predict_proba(features)
     frame = pd.DataFrame(record)[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]].astype(
-        {name: object for name in CATEGORICAL_NAMES})
+        {name: object for name in CATEGORICAL_NAMES}
+    )
     classifier = artifact.estimator.named_steps["classifier"]
     result = {
         "validate_us": _per_call_us(lambda: validate_instances(record), 2000),
@@ -73,29 +78,41 @@ def measure_stages(models_root: Path) -> dict:
     return result
 
 
-def measure_http(seconds: float, connections: int, sut_cpus: set[int], loadgen_cpus: set[int]) -> dict:
+def measure_http(
+    seconds: float, connections: int, sut_cpus: set[int], loadgen_cpus: set[int]
+) -> dict:
     body = json.dumps({"instances": data.held_out_records()[:1]}).encode()
     os.sched_setaffinity(0, loadgen_cpus)
     results: dict[str, dict] = {}
     for architecture in ("monolith", "microservices"):
-        print(f"[perf] {architecture}: starting on CPUs {sorted(sut_cpus)}", flush=True)
+        progress(f"{architecture}: starting on CPUs {sorted(sut_cpus)}")
         with launch(architecture, cpus=sut_cpus) as deployment:
             predict_url = deployment.url + "/v1/predict"
-            httpload.run(predict_url, 1.0, connections, "POST", body)  # warm-up: imports, caches, JIT-less paths
-            entry = {}
+            # Warm-up: imports, caches, JIT-less paths.
+            httpload.run(predict_url, 1.0, connections, "POST", body)
+            entry: dict[str, Any] = {}
             if architecture == "monolith":
                 healthz = httpload.run(deployment.url + "/healthz", seconds, connections)
                 entry["healthz_rps"] = healthz.rps
             loaded = httpload.run(predict_url, seconds, connections, "POST", body)
-            entry.update(predict_rps=loaded.rps, predict_p50_ms_loaded=loaded.percentile_ms(0.5),
-                         errors=loaded.errors)
-            sequential = httpload.run(predict_url, seconds, 1, "POST", body, collect_server_timing=True)
-            entry.update(sequential_p50_ms=sequential.percentile_ms(0.5),
-                         sequential_p99_ms=sequential.percentile_ms(0.99),
-                         server_timing_p50_ms=server_timing_medians(sequential.server_timings))
+            entry.update(
+                predict_rps=loaded.rps,
+                predict_p50_ms_loaded=loaded.percentile_ms(0.5),
+                errors=loaded.errors,
+            )
+            sequential = httpload.run(
+                predict_url, seconds, 1, "POST", body, collect_server_timing=True
+            )
+            entry.update(
+                sequential_p50_ms=sequential.percentile_ms(0.5),
+                sequential_p99_ms=sequential.percentile_ms(0.99),
+                server_timing_p50_ms=servertiming.medians(sequential.server_timings),
+            )
             results[architecture] = entry
-            print(f"[perf] {architecture}: {loaded.rps:.0f} req/s loaded, "
-                  f"p50 {entry['sequential_p50_ms']:.2f} ms one at a time", flush=True)
+            progress(
+                f"{architecture}: {loaded.rps:.0f} req/s loaded, "
+                f"p50 {entry['sequential_p50_ms']:.2f} ms one at a time"
+            )
     return results
 
 
@@ -127,31 +144,46 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sut, loadgen = set(parse_cpus(args.sut_cpus)), set(parse_cpus(args.loadgen_cpus))
 
-    print("[perf] in-process stages (one row, linear)", flush=True)
+    progress("in-process stages (one row, linear)")
     # The servers run one BLAS thread per process (lab.launch); measure stages the same way.
     with threadpool_limits(1):
         stages = measure_stages(args.models)
     http = measure_http(args.seconds, args.connections, sut, loadgen)
-    result = {
+    result: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "settings": {"seconds": args.seconds, "connections": args.connections, "sut_cpus": sorted(sut),
-                     "loadgen_cpus": sorted(loadgen)},
-        "stages": stages, "http": http, "targets": verdicts(stages, http),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "settings": {
+            "seconds": args.seconds,
+            "connections": args.connections,
+            "sut_cpus": sorted(sut),
+            "loadgen_cpus": sorted(loadgen),
+        },
+        "stages": stages,
+        "http": http,
+        "targets": verdicts(stages, http),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"perf-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = runs.write_json(args.out / f"perf-{runs.stamp()}.json", result)
 
-    print(f"\nIn process, one row: validate {stages['validate_us']:.1f} us, pre {stages['pre_us']:.1f} us, "
-          f"infer {stages['infer_us']:.1f} us, post {stages['post_us']:.1f} us; three stages "
-          f"{stages['stages_us']:.1f} us vs sklearn pipeline {stages['sklearn_pipeline_us']:.0f} us "
-          f"({stages['speedup_vs_sklearn_pipeline']:.0f}x)")
+    print(
+        f"\nIn process, one row: validate {stages['validate_us']:.1f} us, "
+        f"pre {stages['pre_us']:.1f} us, infer {stages['infer_us']:.1f} us, "
+        f"post {stages['post_us']:.1f} us; three stages {stages['stages_us']:.1f} us "
+        f"vs sklearn pipeline {stages['sklearn_pipeline_us']:.0f} us "
+        f"({stages['speedup_vs_sklearn_pipeline']:.0f}x)"
+    )
     for name in ("monolith", "microservices"):
         h = http[name]
         hops = ", ".join(f"{k} {v:.3f}" for k, v in h["server_timing_p50_ms"].items())
-        print(f"{name:14s} {h['predict_rps']:7.0f} req/s loaded; one at a time p50 {h['sequential_p50_ms']:.2f} ms "
-              f"p99 {h['sequential_p99_ms']:.2f} ms; Server-Timing p50 (ms): {hops}")
+        print(
+            f"{name:14s} {h['predict_rps']:7.0f} req/s loaded; one at a time "
+            f"p50 {h['sequential_p50_ms']:.2f} ms p99 {h['sequential_p99_ms']:.2f} ms; "
+            f"Server-Timing p50 (ms): {hops}"
+        )
     print("\nTarget                        measured   target     ")
     for name, verdict in result["targets"].items():
         status = "met" if verdict["met"] else "MISSED"

@@ -32,12 +32,21 @@ def command_for(role: str, extra: list[str], tmpdir: str = "/tmp") -> list[str]:
         # container HOME does not exist and the root filesystem is read-only, so it goes to the
         # writable temporary directory instead.
         control_socket = os.path.join(tmpdir, "gunicorn.ctl")
-        return ["gunicorn", "--config", GUNICORN_CONFIG, "--control-socket", control_socket, *extra,
-                HTTP_APPS[role]]
+        return [
+            "gunicorn",
+            "--config",
+            GUNICORN_CONFIG,
+            "--control-socket",
+            control_socket,
+            *extra,
+            HTTP_APPS[role],
+        ]
     if role in STAGE_SERVICES:
         if extra:
-            raise ValueError(f"the {role} service takes no options (got {' '.join(extra)}); "
-                             "configure it with LAB_* environment variables")
+            raise ValueError(
+                f"the {role} service takes no options (got {' '.join(extra)}); "
+                "configure it with LAB_* environment variables"
+            )
         return [sys.executable, "-m", stage_module(role)]
     raise ValueError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
 

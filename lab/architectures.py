@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from servinglab.config import DEFAULT_GRPC_PORTS
+from servinglab.contract import STAGES
 
 # The gRPC stage services, in pipeline order; each is `python -m microservices.<stage>`.
-STAGE_SERVICES: tuple[str, ...] = tuple(DEFAULT_GRPC_PORTS)
+STAGE_SERVICES: tuple[str, ...] = STAGES
 # The HTTP roles: gunicorn app targets.
 HTTP_APPS: Mapping[str, str] = {
     "monolith": "monolith.app:create_app()",
@@ -33,8 +33,8 @@ def stage_module(stage: str) -> str:
 class Topology:
     """How one architecture is wired: an HTTP entry point and the gRPC services behind it."""
 
-    entry: str                                 # the HTTP role (a key of HTTP_APPS)
-    services: tuple[str, ...] = ()             # gRPC services, started in this order
+    entry: str  # the HTTP role (a key of HTTP_APPS)
+    services: tuple[str, ...] = ()  # gRPC services, started in this order
     # service -> {setting: other service}: addresses a service needs (chained calls), so a
     # service is started after the ones it calls.
     service_upstreams: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -53,27 +53,33 @@ class Topology:
 
 TOPOLOGIES: dict[str, Topology] = {
     "monolith": Topology(
-        entry="monolith",
-        description="one gunicorn app running all three stages in process"),
+        entry="monolith", description="one gunicorn app running all three stages in process"
+    ),
     "microservices": Topology(
         entry="gateway",
         services=STAGE_SERVICES,
         entry_upstreams={f"{stage.upper()}_ADDR": stage for stage in STAGE_SERVICES},
-        description="a Flask gateway calling preprocess, inference and postprocess over gRPC"),
+        description="a Flask gateway calling preprocess, inference and postprocess over gRPC",
+    ),
     # KServe's transformer/predictor split: the HTTP entry transforms in process, predicts over gRPC.
     "split": Topology(
         entry="gateway",
         services=("inference",),
         entry_upstreams={"INFERENCE_ADDR": "inference"},
         entry_settings={"GATEWAY_MODE": "split"},
-        description="a Flask gateway running preprocess and postprocess in process, calling inference over gRPC"),
+        description="a Flask gateway running preprocess and postprocess in process, calling inference over gRPC",
+    ),
     # Each stage calls the next, so each is started after the one it calls.
     "chained": Topology(
         entry="gateway",
         services=("postprocess", "inference", "preprocess"),
-        service_upstreams={"inference": {"NEXT_ADDR": "postprocess"}, "preprocess": {"NEXT_ADDR": "inference"}},
+        service_upstreams={
+            "inference": {"NEXT_ADDR": "postprocess"},
+            "preprocess": {"NEXT_ADDR": "inference"},
+        },
         entry_upstreams={"PREPROCESS_ADDR": "preprocess"},
         entry_settings={"GATEWAY_MODE": "chained"},
-        description="a Flask gateway calling preprocess, which calls inference, which calls postprocess"),
+        description="a Flask gateway calling preprocess, which calls inference, which calls postprocess",
+    ),
 }
 ARCHITECTURES: tuple[str, ...] = tuple(TOPOLOGIES)

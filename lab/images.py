@@ -2,22 +2,29 @@
 
     python -m lab.images check     # is a Docker engine answering? (exit 0/1)
     python -m lab.images ref       # the image reference a build of this tree gets
-    python -m lab.images build     # build it (what `make kind-load` runs)
+    python -m lab.images build     # build it offline (what `make image` and `make kind-load` run)
 
-The equivalent with the docker CLI, from the repository root:
+The build needs no registry and no network inside it (lab/image_build.py): the host fills the
+wheelhouse, the base is pulled, found or made locally (lab/base_image.py). The equivalent with the
+docker CLI, from the repository root, once the wheelhouse is there:
 
-    docker build -f docker/Dockerfile -t servinglab:$(git rev-parse --short=12 HEAD) .
+    python -m lab.wheelhouse
+    docker build -f docker/Dockerfile --build-arg BASE_IMAGE="$(python -m lab.base_image resolve)" \
+        -t servinglab:$(git rev-parse --short=12 HEAD) .
 
 One image serves every role (docker/Dockerfile explains why). The tag is the commit, never
 `latest`: a tag that moves would let Kubernetes (imagePullPolicy IfNotPresent) keep running an old
-build under a new name. Uncommitted changes add `-dirty`, so such a build is never mistaken for
-the commit it started from. The engine is found as the docker CLI finds it: DOCKER_HOST, else the
-active `docker context` (Docker Desktop, colima), else the default socket.
+build under a new name. Uncommitted changes add `-dirty-` and a hash of those changes, so such a
+build is never mistaken for the commit it started from, and a second build after more edits gets
+a new tag too: a bare `<sha>-dirty` reused for both would let pods keep running the first one
+(IfNotPresent, same name) after `make kind-load`. The engine is found as the docker CLI finds it:
+DOCKER_HOST, else the active `docker context` (Docker Desktop, colima), else the default socket.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -29,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE_NAME = "servinglab"
 DOCKERFILE = "docker/Dockerfile"
 SHA_LENGTH = 12
+DIRTY_HASH_LENGTH = 12
 
 
 class ImageError(RuntimeError):
@@ -37,32 +45,70 @@ class ImageError(RuntimeError):
 
 def _git(*args: str) -> str:
     try:
-        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise ImageError(f"cannot run git ({error}); pass an explicit tag instead") from error
     if result.returncode != 0:
-        raise ImageError(f"git {' '.join(args)} failed: {result.stderr.strip()}; pass an explicit tag instead")
+        raise ImageError(
+            f"git {' '.join(args)} failed: {result.stderr.strip()}; pass an explicit tag instead"
+        )
     return result.stdout.strip()
 
 
+def _git_bytes(*args: str) -> bytes:
+    """Like _git, but the raw output: diffs and file names need not be text."""
+    try:
+        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ImageError(f"cannot run git ({error}); pass an explicit tag instead") from error
+    if result.returncode != 0:
+        why = result.stderr.decode(errors="replace").strip()
+        raise ImageError(f"git {' '.join(args)} failed: {why}; pass an explicit tag instead")
+    return result.stdout
+
+
+def changes_hash() -> str:
+    """A hash of how the working tree differs from HEAD: tracked changes, staged or not, and the
+    content of untracked files that are not ignored. Equal trees give equal hashes."""
+    digest = hashlib.sha256(
+        _git_bytes("diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv")
+    )
+    untracked = _git_bytes("ls-files", "--others", "--exclude-standard", "-z").split(b"\0")
+    for name in sorted(n for n in untracked if n):
+        digest.update(b"\0untracked\0" + name + b"\0")
+        try:
+            digest.update((ROOT / os.fsdecode(name)).read_bytes())
+        except OSError:
+            digest.update(b"\0unreadable\0")
+    return digest.hexdigest()[:DIRTY_HASH_LENGTH]
+
+
 def git_tag() -> str:
-    """Short commit sha of the working tree, with `-dirty` when it has uncommitted changes."""
+    """Short commit sha of the working tree; with uncommitted changes `<sha>-dirty-<their hash>`."""
     sha = _git("rev-parse", f"--short={SHA_LENGTH}", "HEAD")
-    return f"{sha}-dirty" if _git("status", "--porcelain") else sha
+    return f"{sha}-dirty-{changes_hash()}" if _git("status", "--porcelain") else sha
 
 
 def image_ref(tag: str | None = None) -> str:
     tag = tag or git_tag()
     if tag == "latest":
-        raise ImageError("refusing the tag 'latest': tag images with the git sha so every build is traceable")
+        raise ImageError(
+            "refusing the tag 'latest': tag images with the git sha so every build is traceable"
+        )
     return f"{IMAGE_NAME}:{tag}"
 
 
 def _docker_context_host() -> str | None:
     """The endpoint of the docker CLI's active context, when DOCKER_HOST is not set."""
     try:
-        result = subprocess.run(["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     host = result.stdout.strip()
@@ -82,7 +128,8 @@ def engine_address() -> tuple[str | None, str]:
 def _client(base_url: str | None):
     import docker  # imported here: most of servinglab never needs it
 
-    return docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+    # For mypy, run from the repository root, `docker` is our docker/ folder: hence the ignore.
+    return docker.DockerClient(base_url=base_url) if base_url else docker.from_env()  # type: ignore[attr-defined]
 
 
 def docker_client():
@@ -100,8 +147,10 @@ def engine_available() -> tuple[bool, str]:
         client.ping()
         version = client.version().get("Version", "unknown")
     except docker.errors.DockerException as error:
-        return False, (f"no Docker engine answered at {where}: {error}. Start one (Docker Desktop, "
-                       "`sudo systemctl start docker`, `colima start`) or point DOCKER_HOST at it.")
+        return False, (
+            f"no Docker engine answered at {where}: {error}. Start one (Docker Desktop, "
+            "`sudo systemctl start docker`, `colima start`) or point DOCKER_HOST at it."
+        )
     return True, f"Docker engine {version} at {where}"
 
 
@@ -117,17 +166,13 @@ def build_images(tag: str | None = None, progress: Callable[[str], None] = print
         "org.opencontainers.image.revision": _git("rev-parse", "HEAD"),
         "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    progress(f"[images] building {ref} from {DOCKERFILE} (context {ROOT}, filtered by .dockerignore)")
-    # The low-level API streams the build log as it happens; a multi-minute build with no output
-    # looks hung. `rm`/`forcerm` remove intermediate containers even when a step fails.
-    for chunk in client.api.build(path=str(ROOT), dockerfile=DOCKERFILE, tag=ref, labels=labels,
-                                  rm=True, forcerm=True, decode=True):
-        if "error" in chunk:
-            raise ImageError(f"building {ref} failed: {chunk['error'].strip()}")
-        text = chunk.get("stream", "").rstrip()
-        if text:
-            progress(text)
-    progress(f"[images] built {ref}")
+    # Offline: wheelhouse on the host, a base that is here (or made here), no pull (lab/image_build.py).
+    from lab import image_build
+
+    try:
+        image_build.build(client, ref, labels, progress)
+    except image_build.BuildError as error:
+        raise ImageError(str(error)) from None
     return [ref]
 
 

@@ -69,7 +69,7 @@ class Deployment:
     port: int
     supervisor: Supervisor
     run_dir: Path
-    entry: ManagedProcess | None = None
+    entry: ManagedProcess  # the gunicorn master of the HTTP entry point
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
     ready_timeout_s: float = 90.0
     hop_delay: HopDelay = field(default_factory=HopDelay)  # HOP_DELAY_MS and how it was applied
@@ -78,7 +78,7 @@ class Deployment:
 
     @property
     def hop_delay_method(self) -> str:
-        """"netem" (real), "sleep" (in-process fallback) or "none": for results files."""
+        """ "netem" (real), "sleep" (in-process fallback) or "none": for results files."""
         return self.hop_delay.method
 
     # --- faults and rollouts (make chaos, the reliability tests) ---------------------------------
@@ -92,23 +92,31 @@ class Deployment:
         replica = self.replicas[service][index]
         return self.supervisor.stop_one(replica.process, grace_s)
 
-    def start_replica(self, service: str, index: int = 0, env: Mapping[str, str] | None = None) -> Replica:
+    def start_replica(
+        self, service: str, index: int = 0, env: Mapping[str, str] | None = None
+    ) -> Replica:
         """Start a replica again after it stopped or crashed, on the port it had."""
         replica = self.replicas[service][index]
         if replica.process.popen.poll() is None:
             raise RuntimeError(f"{service}[{index}] is still running")
-        self.supervisor.processes[:] = [p for p in self.supervisor.processes if p is not replica.process]
+        self.supervisor.processes[:] = [
+            p for p in self.supervisor.processes if p is not replica.process
+        ]
         return self._start_process(replica, env)
 
     def _start_process(self, replica: Replica, env: Mapping[str, str] | None) -> Replica:
         replica.port_file.unlink(missing_ok=True)
         spec_env = {**replica.spec.env, "LAB_GRPC_BIND": replica.address, **(env or {})}
-        replica.spec = ProcessSpec(replica.spec.name, replica.spec.argv, spec_env, ready=file_ready(replica.port_file))
+        replica.spec = ProcessSpec(
+            replica.spec.name, replica.spec.argv, spec_env, ready=file_ready(replica.port_file)
+        )
         replica.process = self.supervisor.start(replica.spec)
         self.supervisor.wait_ready([replica.process], self.ready_timeout_s)
         return replica
 
-    def restart_replica(self, service: str, index: int = 0, env: Mapping[str, str] | None = None) -> Replica:
+    def restart_replica(
+        self, service: str, index: int = 0, env: Mapping[str, str] | None = None
+    ) -> Replica:
         """Replace one replica without a gap: start the new process, then drain the old one.
 
         Both listen on the same port (SO_REUSEPORT), so while the old one drains, clients that it
@@ -123,7 +131,10 @@ class Deployment:
         # "Listening" is not "in use": wait, as a readiness gate, until the clients the old
         # process had are connected to the new one before the caller touches the next replica.
         deadline = time.monotonic() + self.ready_timeout_s
-        while _client_connections(replica.port, replica.process.pid) < clients and time.monotonic() < deadline:
+        while (
+            _client_connections(replica.port, replica.process.pid) < clients
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         return replica
 
@@ -152,10 +163,16 @@ class Deployment:
         for old in self.entry_workers():
             before = set(self.entry_workers())
             os.kill(self.entry.pid, signal.SIGTTIN)
-            self._wait_entry(lambda: any((ready_dir / str(pid)).exists() for pid in set(self.entry_workers()) - before),
-                             "a new worker to load the app")
+            self._wait_entry(
+                lambda before=before: any(
+                    (ready_dir / str(pid)).exists() for pid in set(self.entry_workers()) - before
+                ),
+                "a new worker to load the app",
+            )
             os.kill(self.entry.pid, signal.SIGTTOU)
-            self._wait_entry(lambda: old not in self.entry_workers(), f"worker {old} to drain and exit")
+            self._wait_entry(
+                lambda old=old: old not in self.entry_workers(), f"worker {old} to drain and exit"
+            )
 
     def _wait_entry(self, condition, what: str) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -175,8 +192,11 @@ def _client_connections(port: int, pid: int) -> int:
     by inode, because during a replacement the old and new process share the port.
     """
     try:
-        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
-                  if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+        inodes = {
+            os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        }
     except OSError:
         return 0
     count = 0
@@ -188,9 +208,14 @@ def _client_connections(port: int, pid: int) -> int:
         for line in lines:
             fields = line.split()
             # fields: sl, local address, remote address, state (01 = ESTABLISHED), ..., inode (9)
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+            if (
+                fields[3] == "01"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+                and fields[9] in inodes
+            ):
                 count += 1
     return count
+
 
 def _settings_env(settings: Mapping[str, Any] | None) -> dict[str, str]:
     return {f"LAB_{key}": str(value) for key, value in (settings or {}).items()}
@@ -209,42 +234,74 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _gunicorn_spec(name: str, app_target: str, sock: socket.socket, url: str, env: dict[str, str]) -> ProcessSpec:
-    argv = python_module("gunicorn", "--config", "python:servinglab.serving.gunicorn_conf",
-                         "--bind", f"fd://{sock.fileno()}", app_target)
-    return ProcessSpec(name, argv, env, pass_fds=(sock.fileno(),), ready=http_ready(url + "/readyz"))
+def _gunicorn_spec(
+    name: str, app_target: str, sock: socket.socket, url: str, env: dict[str, str]
+) -> ProcessSpec:
+    argv = python_module(
+        "gunicorn",
+        "--config",
+        "python:servinglab.serving.gunicorn_conf",
+        "--bind",
+        f"fd://{sock.fileno()}",
+        app_target,
+    )
+    return ProcessSpec(
+        name, argv, env, pass_fds=(sock.fileno(),), ready=http_ready(url + "/readyz")
+    )
 
 
-def _start_services(topology: Topology, supervisor: Supervisor, run_dir: Path, host: str,
-                    common_env: dict[str, str], replicas: Mapping[str, int],
-                    ready_timeout_s: float) -> dict[str, list[Replica]]:
+def _start_services(
+    topology: Topology,
+    supervisor: Supervisor,
+    run_dir: Path,
+    host: str,
+    common_env: dict[str, str],
+    replicas: Mapping[str, int],
+    ready_timeout_s: float,
+) -> dict[str, list[Replica]]:
     started: dict[str, list[Replica]] = {}
     for service in topology.services:
         count = int(replicas.get(service, 1))
         if count < 1:
             raise ValueError(f"{service} needs at least one replica, not {count}")
-        upstream_env = {f"LAB_{setting}": ",".join(r.address for r in started[other])
-                        for setting, other in topology.service_upstreams.get(service, {}).items()}
+        upstream_env = {
+            f"LAB_{setting}": ",".join(r.address for r in started[other])
+            for setting, other in topology.service_upstreams.get(service, {}).items()
+        }
         batch = []
         for index in range(count):
             name = service if count == 1 else f"{service}-{index}"
             port_file = run_dir / f"{name}.port"
-            env = {**common_env, **upstream_env, "LAB_GRPC_BIND": f"{host}:0", "LAB_PORT_FILE": str(port_file),
-                   "LAB_GRPC_REUSEPORT": "true"}
-            spec = ProcessSpec(name, python_module(stage_module(service)), env, ready=file_ready(port_file))
+            env = {
+                **common_env,
+                **upstream_env,
+                "LAB_GRPC_BIND": f"{host}:0",
+                "LAB_PORT_FILE": str(port_file),
+                "LAB_GRPC_REUSEPORT": "true",
+            }
+            spec = ProcessSpec(
+                name, python_module(stage_module(service)), env, ready=file_ready(port_file)
+            )
             batch.append((spec, port_file, supervisor.start(spec)))
         supervisor.wait_ready([process for _, _, process in batch], ready_timeout_s)
-        started[service] = [Replica(service, index, int(port_file.read_text()), process, spec, port_file, host)
-                            for index, (spec, port_file, process) in enumerate(batch)]
+        started[service] = [
+            Replica(service, index, int(port_file.read_text()), process, spec, port_file, host)
+            for index, (spec, port_file, process) in enumerate(batch)
+        ]
     return started
 
 
-def _start_cache(supervisor: Supervisor, run_dir: Path, settings: Mapping[str, Any],
-                 common_env: dict[str, str], ready_timeout_s: float) -> ManagedProcess | None:
+def _start_cache(
+    supervisor: Supervisor,
+    run_dir: Path,
+    settings: config.Settings,
+    common_env: dict[str, str],
+    ready_timeout_s: float,
+) -> ManagedProcess | None:
     """CACHE=redis with no CACHE_URL: a private Redis, answering PING before any server starts."""
-    if settings.get("CACHE") != "redis" or settings.get("CACHE_URL"):
+    if settings.cache != "redis" or settings.cache_url:
         return None
-    spec, cache_url = redis_server(run_dir, int(settings["CACHE_REDIS_MAXMEMORY_MB"]))
+    spec, cache_url = redis_server(run_dir, settings.cache_redis_maxmemory_mb)
     process = supervisor.start(spec)
     supervisor.wait_ready([process], ready_timeout_s)
     common_env["LAB_CACHE_URL"] = cache_url  # every process: whichever placement caches needs it
@@ -264,12 +321,16 @@ def launch(
 ) -> Iterator[Deployment]:
     """Start `architecture`, yield once /readyz answers 200, stop everything on exit."""
     if architecture not in TOPOLOGIES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+        )
     topology = TOPOLOGIES[architecture]
     unknown = sorted(set(replicas or {}) - set(topology.services))
     if unknown:
-        raise ValueError(f"{architecture} has no service(s) {', '.join(unknown)} to replicate; "
-                         f"it has: {', '.join(topology.services) or 'none'}")
+        raise ValueError(
+            f"{architecture} has no service(s) {', '.join(unknown)} to replicate; "
+            f"it has: {', '.join(topology.services) or 'none'}"
+        )
     run_dir = Path(tempfile.mkdtemp(prefix=f"servinglab-{architecture}-"))
     metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
@@ -287,14 +348,21 @@ def launch(
     actual_port = sock.getsockname()[1]
     url = f"http://{host}:{actual_port}"
     try:
+        # What the children will see, parsed here too: a bad value stops the launch before any
+        # process starts, and the launcher's own decisions read the same values.
+        parsed = config.load(overrides=settings)
         # Before any server: with netem, every process from here on starts in a private namespace.
-        hop_delay = start_hop_delay(supervisor, config.load(overrides=settings), bool(topology.services),
-                                    ready_timeout_s)
+        hop_delay = start_hop_delay(supervisor, parsed, bool(topology.services), ready_timeout_s)
         common_env.update(hop_delay.env())
-        redis = _start_cache(supervisor, run_dir, config.load(overrides=settings), common_env, ready_timeout_s)
-        started = _start_services(topology, supervisor, run_dir, host, common_env, replicas or {}, ready_timeout_s)
-        entry_env = {**common_env, **_settings_env(topology.entry_settings),
-                     "LAB_WORKER_READY_DIR": str(run_dir / "ready")}
+        redis = _start_cache(supervisor, run_dir, parsed, common_env, ready_timeout_s)
+        started = _start_services(
+            topology, supervisor, run_dir, host, common_env, replicas or {}, ready_timeout_s
+        )
+        entry_env = {
+            **common_env,
+            **_settings_env(topology.entry_settings),
+            "LAB_WORKER_READY_DIR": str(run_dir / "ready"),
+        }
         (run_dir / "ready").mkdir()
         for setting, service in topology.entry_upstreams.items():
             entry_env[f"LAB_{setting}"] = ",".join(replica.address for replica in started[service])
@@ -303,8 +371,18 @@ def launch(
         # gunicorn has its own copy of the listening socket now; ours would only keep the port busy.
         sock.close()
         supervisor.wait_ready([entry], ready_timeout_s)
-        yield Deployment(architecture, url, actual_port, supervisor, run_dir, entry, started, ready_timeout_s,
-                         hop_delay=hop_delay, redis=redis)
+        yield Deployment(
+            architecture,
+            url,
+            actual_port,
+            supervisor,
+            run_dir,
+            entry,
+            started,
+            ready_timeout_s,
+            hop_delay=hop_delay,
+            redis=redis,
+        )
     finally:
         sock.close()
         supervisor.stop()

@@ -36,11 +36,12 @@ import math
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lab.supervisor import ManagedProcess, ProcessSpec, Supervisor
+from servinglab.config import Settings
 
 METHODS = ("auto", "netem", "sleep")
 # Round trip added per hop, in milliseconds (README: "Simulated network distance").
@@ -60,8 +61,8 @@ class HopDelayError(RuntimeError):
 class HopDelay:
     """How a deployment's hops are delayed: what a results file should record."""
 
-    ms: float = 0.0            # configured round trip added per hop
-    method: str = "none"       # "netem", "sleep" (in-process fallback) or "none"
+    ms: float = 0.0  # configured round trip added per hop
+    method: str = "none"  # "netem", "sleep" (in-process fallback) or "none"
     detail: str = "no hop delay configured"
 
     def env(self) -> dict[str, str]:
@@ -72,26 +73,34 @@ class HopDelay:
         return {"ms": self.ms, "method": self.method, "detail": self.detail}
 
 
-def parse_settings(settings: Mapping[str, Any]) -> tuple[float, str]:
-    """(delay in ms, requested method), validated."""
-    try:
-        delay_ms = float(settings["HOP_DELAY_MS"] or 0)
-    except (TypeError, ValueError):
-        raise HopDelayError(f"LAB_HOP_DELAY_MS must be a number of milliseconds, "
-                            f"not {settings['HOP_DELAY_MS']!r}") from None
+def parse_settings(settings: Settings) -> tuple[float, str]:
+    """(delay in ms, requested method), validated (that HOP_DELAY_MS is a number, by `Settings`)."""
+    delay_ms = settings.hop_delay_ms
     if delay_ms < 0 or not math.isfinite(delay_ms):
         raise HopDelayError(f"LAB_HOP_DELAY_MS must be a finite number >= 0, not {delay_ms}")
-    method = str(settings["HOP_DELAY_METHOD"] or "auto").lower()
+    method = (settings.hop_delay_method or "auto").lower()
     if method not in METHODS:
-        raise HopDelayError(f"LAB_HOP_DELAY_METHOD must be one of {', '.join(METHODS)}, not {method!r}")
+        raise HopDelayError(
+            f"LAB_HOP_DELAY_METHOD must be one of {', '.join(METHODS)}, not {method!r}"
+        )
     return delay_ms, method
 
 
 def netem_args(delay_ms: float) -> list[str]:
     """`tc` arguments that add `delay_ms` per round trip on loopback: half of it each way."""
     one_way_us = round(delay_ms * 1000 / 2)
-    return ["qdisc", "add", "dev", "lo", "root", "netem", "delay", f"{one_way_us}us",
-            "limit", str(NETEM_LIMIT_PACKETS)]
+    return [
+        "qdisc",
+        "add",
+        "dev",
+        "lo",
+        "root",
+        "netem",
+        "delay",
+        f"{one_way_us}us",
+        "limit",
+        str(NETEM_LIMIT_PACKETS),
+    ]
 
 
 def _failure(result: subprocess.CompletedProcess) -> str:
@@ -106,8 +115,14 @@ def probe_netem() -> str | None:
         return f"{', '.join(missing)} not found (install util-linux and iproute2)"
     script = "ip link set lo up && tc " + " ".join(netem_args(1.0))
     try:
-        result = subprocess.run(["unshare", "--net", "--", "sh", "-c", script], check=False, capture_output=True,
-                                text=True, timeout=COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["unshare", "--net", "--", "sh", "-c", script],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"could not try netem: {error}"
     if result.returncode != 0:
@@ -127,8 +142,11 @@ class PrivateNetwork:
 
     def __init__(self, supervisor: Supervisor, timeout_s: float):
         self.host_netns = netns_id("self")
-        self.holder: ManagedProcess = supervisor.start(ProcessSpec(
-            "netns-holder", ["unshare", "--net", "--", "sleep", "infinity"], ready=self._entered))
+        self.holder: ManagedProcess = supervisor.start(
+            ProcessSpec(
+                "netns-holder", ["unshare", "--net", "--", "sleep", "infinity"], ready=self._entered
+            )
+        )
         supervisor.wait_ready([self.holder], timeout_s)
 
     def _entered(self) -> bool:
@@ -157,16 +175,24 @@ class PrivateNetwork:
         try:
             if os.fstat(fd).st_ino == os.stat("/proc/self/ns/net").st_ino:
                 raise HopDelayError("refusing to run in the host's network namespace")
-            return subprocess.run(["nsenter", "--no-fork", f"--net=/proc/self/fd/{fd}", "--", *argv], pass_fds=(fd,),
-                                  check=False, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                ["nsenter", "--no-fork", f"--net=/proc/self/fd/{fd}", "--", *argv],
+                pass_fds=(fd,),
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             os.close(fd)
 
     def check(self, argv: Sequence[str]) -> str:
         result = self.run(argv)
         if result.returncode != 0:
-            raise HopDelayError(f"`{' '.join(argv)}` failed in the private namespace: {_failure(result)}")
+            raise HopDelayError(
+                f"`{' '.join(argv)}` failed in the private namespace: {_failure(result)}"
+            )
         return result.stdout
 
 
@@ -174,8 +200,9 @@ def add_netem(network: PrivateNetwork, delay_ms: float) -> None:
     network.check(["tc", *netem_args(delay_ms)])
 
 
-def start_hop_delay(supervisor: Supervisor, settings: Mapping[str, Any], has_hops: bool,
-                    timeout_s: float = 30.0) -> HopDelay:
+def start_hop_delay(
+    supervisor: Supervisor, settings: Settings, has_hops: bool, timeout_s: float = 30.0
+) -> HopDelay:
     """Decide how hops are delayed and set it up before any server starts.
 
     With netem, every process the supervisor starts from now on runs inside the private namespace
@@ -186,8 +213,10 @@ def start_hop_delay(supervisor: Supervisor, settings: Mapping[str, Any], has_hop
         return HopDelay()
     if not has_hops:
         return HopDelay(delay_ms, "none", "no hops: every stage runs in one process")
-    sleep_detail = (f"in-process fallback, not real network delay: the gRPC client sleeps {delay_ms:g} ms "
-                    f"before each call")
+    sleep_detail = (
+        f"in-process fallback, not real network delay: the gRPC client sleeps {delay_ms:g} ms "
+        f"before each call"
+    )
     if method == "sleep":
         return HopDelay(delay_ms, "sleep", f"{sleep_detail} (forced by HOP_DELAY_METHOD=sleep)")
     reason = probe_netem()
@@ -199,6 +228,11 @@ def start_hop_delay(supervisor: Supervisor, settings: Mapping[str, Any], has_hop
     network.check(["ip", "link", "set", "lo", "up"])
     add_netem(network, delay_ms)
     supervisor.argv_prefix = network.enter_argv()
-    return HopDelay(delay_ms, "netem", (
-        f"tc netem on the loopback of a private network namespace ({network.netns}) holding every "
-        f"server: {delay_ms / 2:g} ms each way, {delay_ms:g} ms added per round trip"))
+    return HopDelay(
+        delay_ms,
+        "netem",
+        (
+            f"tc netem on the loopback of a private network namespace ({network.netns}) holding every "
+            f"server: {delay_ms / 2:g} ms each way, {delay_ms:g} ms added per round trip"
+        ),
+    )

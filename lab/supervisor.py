@@ -8,17 +8,20 @@ architecture starts and stops it the same way. Guarantees:
 - stop() sends SIGTERM, waits for the grace period, then SIGKILLs the child's whole process group,
   and reaps everything;
 - readiness is polled with a deadline; a child that exits while we wait fails fast with the tail
-  of its log.
+  of its log;
+- what happens when a child exits on its own is `lab.watchdog`'s: a restart policy, applied by a
+  watchdog, and the foreground loop that turns Ctrl-C and SIGTERM into an orderly stop. A
+  process that stops while we are stopping (`Supervisor.stopping`) is never restarted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +54,7 @@ class ManagedProcess:
     spec: ProcessSpec
     popen: subprocess.Popen
     log_path: Path | None
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def name(self) -> str:
@@ -95,8 +99,13 @@ def file_ready(path: Path) -> Callable[[], bool]:
 
 
 class Supervisor:
-    def __init__(self, log_dir: Path | None = None, cpus: Iterable[int] | None = None,
-                 base_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        log_dir: Path | None = None,
+        cpus: Iterable[int] | None = None,
+        base_env: dict[str, str] | None = None,
+    ):
+        self.stopping = False  # set by stop(): from then on an exit is expected, never restarted
         self.log_dir = log_dir
         self.cpus = frozenset(cpus) if cpus else None
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -116,9 +125,14 @@ class Supervisor:
             output = log_path.open("ab")
         try:
             popen = subprocess.Popen(
-                [*self.argv_prefix, *spec.argv], env=env, stdin=subprocess.DEVNULL, stdout=output,
-                stderr=subprocess.STDOUT if output else None, pass_fds=spec.pass_fds,
-                start_new_session=True, preexec_fn=_child_setup(self.cpus),
+                [*self.argv_prefix, *spec.argv],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                pass_fds=spec.pass_fds,
+                start_new_session=True,
+                preexec_fn=_child_setup(self.cpus),
             )
         finally:
             if output:
@@ -133,15 +147,20 @@ class Supervisor:
         while pending:
             for process in list(pending):
                 if process.popen.poll() is not None:
-                    raise StartupError(f"{process.name} exited with code {process.popen.returncode} "
-                                       f"before it was ready:\n{process.log_tail()}")
-                if process.spec.ready():
+                    raise StartupError(
+                        f"{process.name} exited with code {process.popen.returncode} "
+                        f"before it was ready:\n{process.log_tail()}"
+                    )
+                ready = process.spec.ready
+                if ready is None or ready():
                     pending.remove(process)
             if not pending:
                 return
             if time.monotonic() > deadline:
                 names = ", ".join(p.name for p in pending)
-                raise StartupError(f"not ready after {timeout_s:.0f}s: {names}\n{pending[0].log_tail()}")
+                raise StartupError(
+                    f"not ready after {timeout_s:.0f}s: {names}\n{pending[0].log_tail()}"
+                )
             time.sleep(POLL_INTERVAL_S)
 
     def exited(self) -> list[ManagedProcess]:
@@ -163,14 +182,10 @@ class Supervisor:
         """Gracefully stop one child (SIGTERM, then SIGKILL after `grace_s`), forget it, return its code."""
         if process.popen.poll() is None:
             process.popen.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         code = process.popen.wait()
         if process in self.processes:
             self.processes.remove(process)
@@ -178,24 +193,19 @@ class Supervisor:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM in reverse start order (entry point first), then SIGKILL whatever is left."""
+        self.stopping = True
         live = [p for p in reversed(self.processes) if p.popen.poll() is None]
         for process in live:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 process.popen.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + grace_s
         for process in live:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(timeout=max(deadline - time.monotonic(), 0.0))
-            except subprocess.TimeoutExpired:
-                pass
         for process in self.processes:
             # The group catches workers whose master died without taking them along.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             process.popen.wait()
         self.processes.clear()
 
@@ -206,56 +216,16 @@ class Supervisor:
         self.stop()
 
 
-class StopRequested(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived. A BaseException, so no library's `except Exception` eats it."""
-
-
-class StopSignals:
-    """Turn SIGINT and SIGTERM into `StopRequested`, for commands that run in the foreground.
-
-    Handlers are installed explicitly because a process started in the background by a
-    non-interactive shell inherits SIGINT as *ignored*. The handler also sets a flag: an exception
-    raised while Python runs fork hooks (every Popen) is printed and dropped, so long waits call
-    `check()` at safe points.
-    """
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum, _frame) -> None:
-        self.requested.set()
-        raise StopRequested(signal.Signals(signum).name)
-
-    def check(self) -> None:
-        if self.requested.is_set():
-            raise StopRequested("stop requested")
-
-    def serve(self, *supervisors: Supervisor) -> int:
-        """Wait until a signal (raises StopRequested) or until any process exits (returns 1)."""
-        while True:
-            for supervisor in supervisors:
-                exited = supervisor.exited()
-                if exited:
-                    print(f"{exited[0].name} exited unexpectedly (code {exited[0].popen.returncode}); stopping",
-                          file=sys.stderr)
-                    return 1
-            if self.requested.wait(0.5):
-                self.check()
-
-
-def run_in_foreground(body: Callable[[StopSignals], int]) -> int:
-    """Exit code of a foreground command: `body`'s own, 0 after Ctrl-C/SIGTERM, 1 if start-up failed."""
-    stop = StopSignals()
-    try:
-        return body(stop)
-    except StopRequested as reason:
-        print(f"received {reason}; stopped every process", flush=True)
-        return 0
-    except StartupError as error:
-        print(f"start-up failed: {error}", file=sys.stderr)
-        return 1
+def describe_exit(code: int | None) -> str:
+    """ "exit code 3", "killed by SIGKILL": how a process ended, from its Popen return code."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def python_module(module: str, *args: str) -> list[str]:

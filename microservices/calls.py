@@ -34,7 +34,7 @@ VERSION_RETRIES = 2
 _NO_DEADLINE_S = 1e6
 
 Features = TypeVar("Features")
-Scored = TypeVar("Scored")
+Scored = TypeVar("Scored", bound=Any)  # an inference answer: has `.model.version`
 
 
 class Deadline:
@@ -63,7 +63,9 @@ class StageFailure(Exception):
     """A call to `stage` failed with `code`. `served_version` is set when inference refused
     features of another version: it is the version inference serves."""
 
-    def __init__(self, stage: str, code: grpc.StatusCode, details: str, served_version: str | None = None):
+    def __init__(
+        self, stage: str, code: grpc.StatusCode, details: str, served_version: str | None = None
+    ):
         super().__init__(f"{stage}: {code.name}: {details}")
         self.stage = stage
         self.code = code
@@ -80,7 +82,11 @@ class StageFailure(Exception):
             # and its own code says how (the code on the wire was chosen not to be retried).
             stage = relayed_stage
             code = getattr(grpc.StatusCode, trailers.get(FAILED_CODE_TRAILER, ""), code)
-        served = trailers.get(MODEL_VERSION_TRAILER) if code == grpc.StatusCode.FAILED_PRECONDITION else None
+        served = (
+            trailers.get(MODEL_VERSION_TRAILER)
+            if code == grpc.StatusCode.FAILED_PRECONDITION
+            else None
+        )
         return cls(stage, code, error.details() or "", served)
 
     def relay_trailers(self) -> tuple[tuple[str, str], ...]:
@@ -110,8 +116,12 @@ def call(stage: str, method: Callable[..., Any], request: Any, deadline: Deadlin
 
 def version_skew(version: str) -> StageFailure:
     """What a request ends with when the model version kept changing under it."""
-    return StageFailure("inference", grpc.StatusCode.FAILED_PRECONDITION,
-                        "the model version changed repeatedly while this request was served", version)
+    return StageFailure(
+        "inference",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "the model version changed repeatedly while this request was served",
+        version,
+    )
 
 
 class VersionTracker:
@@ -125,8 +135,11 @@ class VersionTracker:
     def __init__(self) -> None:
         self.version = ""  # "" until inference has answered: preprocess uses its own artifact's
 
-    def run(self, preprocess: Callable[[str], tuple[Features, str]],
-            infer: Callable[[Features, str, dict[str, Features]], Scored]) -> tuple[Features, Scored, float]:
+    def run(
+        self,
+        preprocess: Callable[[str], tuple[Features, str]],
+        infer: Callable[[Features, str, dict[str, Features]], Scored],
+    ) -> tuple[Features, Scored, float]:
         """`preprocess(version)` -> (features, version they are for); `infer(features, version,
         alternatives)` -> a response with `.model.version`, where `alternatives` holds this
         request's features for other versions met so far. Returns the features the answering
@@ -146,7 +159,9 @@ class VersionTracker:
                 computed[version] = features
             infer_started = time.perf_counter()
             try:
-                scored = infer(computed[version], version, {v: f for v, f in computed.items() if v != version})
+                scored = infer(
+                    computed[version], version, {v: f for v, f in computed.items() if v != version}
+                )
             except StageFailure as failure:
                 if failure.stage == "inference" and failure.served_version:
                     version = self.version = failure.served_version

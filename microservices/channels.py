@@ -30,44 +30,51 @@ from typing import Any, NamedTuple
 import grpc
 
 from microservices.generated.servinglab.v1 import pipeline_pb2
+from servinglab.config import Settings
 
 # Trailing metadata of a FAILED_PRECONDITION from Inference.Predict: the version it serves.
 MODEL_VERSION_TRAILER = "lab-model-version"
 
-STAGE_SERVICE_NAMES = [service.full_name for service in pipeline_pb2.DESCRIPTOR.services_by_name.values()]
+STAGE_SERVICE_NAMES = [
+    service.full_name for service in pipeline_pb2.DESCRIPTOR.services_by_name.values()
+]
 
 
-def message_size_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
-    limit = int(settings["GRPC_MAX_MESSAGE_BYTES"])
+def message_size_options(settings: Settings) -> list[tuple[str, Any]]:
+    limit = settings.grpc_max_message_bytes
     return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
 
 
-def service_config(settings: dict[str, Any]) -> dict:
-    backoff_s = float(settings["GRPC_RETRY_BACKOFF_MS"]) / 1e3
-    max_backoff_s = float(settings["GRPC_RETRY_MAX_BACKOFF_MS"]) / 1e3
+def service_config(settings: Settings) -> dict:
+    backoff_s = settings.grpc_retry_backoff_ms / 1e3
+    max_backoff_s = settings.grpc_retry_max_backoff_ms / 1e3
     return {
         "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [{
-            "name": [{"service": name} for name in [*STAGE_SERVICE_NAMES, "grpc.health.v1.Health"]],
-            "retryPolicy": {
-                "maxAttempts": int(settings["GRPC_RETRY_ATTEMPTS"]),
-                "initialBackoff": f"{backoff_s:.3f}s",
-                "maxBackoff": f"{max_backoff_s:.3f}s",
-                "backoffMultiplier": 2,
-                # CANCELLED too: a draining server cancels what it accepted but could not start.
-                "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
-            },
-        }],
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": name} for name in [*STAGE_SERVICE_NAMES, "grpc.health.v1.Health"]
+                ],
+                "retryPolicy": {
+                    "maxAttempts": settings.grpc_retry_attempts,
+                    "initialBackoff": f"{backoff_s:.3f}s",
+                    "maxBackoff": f"{max_backoff_s:.3f}s",
+                    "backoffMultiplier": 2,
+                    # CANCELLED too: a draining server cancels what it accepted but could not start.
+                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
+                },
+            }
+        ],
         "retryThrottling": {
-            "maxTokens": int(settings["GRPC_RETRY_MAX_TOKENS"]),
-            "tokenRatio": float(settings["GRPC_RETRY_TOKEN_RATIO"]),
+            "maxTokens": settings.grpc_retry_max_tokens,
+            "tokenRatio": settings.grpc_retry_token_ratio,
         },
     }
 
 
-def channel_target(addresses: str) -> str:
+def channel_target(addresses: str | None) -> str:
     """`host:port` or a comma-separated list of `ip:port` replicas, as a gRPC target."""
-    parts = [part.strip() for part in addresses.split(",") if part.strip()]
+    parts = [part.strip() for part in (addresses or "").split(",") if part.strip()]
     if not parts:
         raise ValueError("no stage address given")
     if len(parts) == 1:
@@ -76,8 +83,8 @@ def channel_target(addresses: str) -> str:
     return "ipv4:" + ",".join(parts)
 
 
-def channel_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
-    reconnect_ms = int(settings["GRPC_RECONNECT_MAX_BACKOFF_MS"])
+def channel_options(settings: Settings) -> list[tuple[str, Any]]:
+    reconnect_ms = settings.grpc_reconnect_max_backoff_ms
     return [
         *message_size_options(settings),
         ("grpc.enable_retries", 1),
@@ -88,23 +95,27 @@ def channel_options(settings: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def tls_files(settings: dict[str, Any]) -> Path | None:
-    directory = settings.get("GRPC_TLS_DIR")
+def tls_files(settings: Settings) -> Path | None:
+    directory = settings.grpc_tls_dir
     if not directory:
         return None
     path = Path(directory)
-    missing = [name for name in ("ca.pem", "server.pem", "server-key.pem") if not (path / name).is_file()]
+    missing = [
+        name for name in ("ca.pem", "server.pem", "server-key.pem") if not (path / name).is_file()
+    ]
     if missing:
-        raise RuntimeError(f"LAB_GRPC_TLS_DIR={path} lacks {', '.join(missing)}; create them with `make certs`")
+        raise RuntimeError(
+            f"LAB_GRPC_TLS_DIR={path} lacks {', '.join(missing)}; create them with `make certs`"
+        )
     return path
 
 
-def client_delay_s(settings: dict[str, Any]) -> float:
+def client_delay_s(settings: Settings) -> float:
     """Seconds the client sleeps per call: HOP_DELAY_MS, unless the hops are delayed for real
     ("netem", set by the launcher) or there is nothing to delay ("none")."""
-    if str(settings["HOP_DELAY_METHOD"]).lower() in ("netem", "none"):
+    if settings.hop_delay_method.lower() in ("netem", "none"):
         return 0.0
-    return max(float(settings["HOP_DELAY_MS"] or 0), 0.0) / 1e3
+    return max(settings.hop_delay_ms, 0.0) / 1e3
 
 
 class _CallDetails(NamedTuple):
@@ -128,20 +139,26 @@ class SleepBeforeCall(grpc.UnaryUnaryClientInterceptor):
         timeout = client_call_details.timeout
         if timeout is not None:
             client_call_details = _CallDetails(
-                client_call_details.method, max(timeout - self.delay_s, 0.0), client_call_details.metadata,
-                client_call_details.credentials, client_call_details.wait_for_ready,
-                client_call_details.compression)
+                client_call_details.method,
+                max(timeout - self.delay_s, 0.0),
+                client_call_details.metadata,
+                client_call_details.credentials,
+                client_call_details.wait_for_ready,
+                client_call_details.compression,
+            )
         return continuation(client_call_details, request)
 
 
-def open_channel(addresses: str, settings: dict[str, Any]) -> grpc.Channel:
+def open_channel(addresses: str | None, settings: Settings) -> grpc.Channel:
     target = channel_target(addresses)
     options = channel_options(settings)
     tls_dir = tls_files(settings)
     if tls_dir is None:
         channel = grpc.insecure_channel(target, options=options)
     else:
-        credentials = grpc.ssl_channel_credentials(root_certificates=(tls_dir / "ca.pem").read_bytes())
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=(tls_dir / "ca.pem").read_bytes()
+        )
         if target.startswith("ipv4:"):
             # A list of replicas has no single name to verify; every replica is the same service
             # on the same host, so check the certificate against that host (an IP SAN locally).
@@ -152,9 +169,10 @@ def open_channel(addresses: str, settings: dict[str, Any]) -> grpc.Channel:
     return grpc.intercept_channel(channel, SleepBeforeCall(delay_s)) if delay_s > 0 else channel
 
 
-def server_credentials(settings: dict[str, Any]) -> grpc.ServerCredentials | None:
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     tls_dir = tls_files(settings)
     if tls_dir is None:
         return None
     return grpc.ssl_server_credentials(
-        [((tls_dir / "server-key.pem").read_bytes(), (tls_dir / "server.pem").read_bytes())])
+        [((tls_dir / "server-key.pem").read_bytes(), (tls_dir / "server.pem").read_bytes())]
+    )

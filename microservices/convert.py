@@ -30,7 +30,9 @@ def batch_from_proto(message: pb.RawInstances) -> RawBatch:
         columns[name] = [value or None for value in getattr(message, name)]
     lengths = {len(column) for column in columns.values()}
     if lengths != {message.count}:
-        raise ValueError(f"every column must hold count={message.count} values, got lengths {sorted(lengths)}")
+        raise ValueError(
+            f"every column must hold count={message.count} values, got lengths {sorted(lengths)}"
+        )
     return RawBatch(columns=columns, size=message.count)
 
 
@@ -47,7 +49,13 @@ def matrix_from_proto(message: pb.Matrix) -> np.ndarray:
 
 
 def model_ref(summary: dict) -> pb.ModelRef:
-    return pb.ModelRef(name=summary["name"], version=summary["version"], profile=summary["profile"])
+    """A model's summary (`servinglab.contract.model_summary`) as it travels."""
+    return pb.ModelRef(**summary)
+
+
+def model_from_proto(model: pb.ModelRef) -> dict:
+    """The summary a `ModelRef` carries, as responses show it: the inverse of `model_ref`."""
+    return {"name": model.name, "version": model.version, "profile": model.profile}
 
 
 def predictions_from_proto(message: pb.PostprocessResponse) -> list[dict]:

@@ -16,13 +16,15 @@ from typing import Any
 
 from flask import Flask
 
-from servinglab.serving import batching
 from servinglab import config as lab_config
-from servinglab.serving.api import PredictOutcome, build_app
+from servinglab.config import Settings
+from servinglab.contract import Backend, PredictOutcome, model_summary
 from servinglab.model.artifact import load_artifact
-from servinglab.serving.cache import with_cache
-from servinglab.model.pipeline import ServingPipeline, model_summary
+from servinglab.model.pipeline import ServingPipeline
 from servinglab.problems import stage_timeout
+from servinglab.serving import batching
+from servinglab.serving.api import build_app
+from servinglab.serving.cache import with_cache
 from servinglab.validation import RawBatch
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,11 @@ class InProcessBackend:
         t2 = clock()
         predictions = self.pipeline.postprocess(probabilities)
         t3 = clock()
-        return PredictOutcome(predictions, self.model,
-                              [("pre", (t1 - t0) * 1e3), ("infer", (t2 - t1) * 1e3), ("post", (t3 - t2) * 1e3)])
+        return PredictOutcome(
+            predictions,
+            self.model,
+            [("pre", (t1 - t0) * 1e3), ("infer", (t2 - t1) * 1e3), ("post", (t3 - t2) * 1e3)],
+        )
 
     def describe(self) -> dict:
         return dict(self.pipeline.metadata)
@@ -65,19 +70,24 @@ class InProcessBackend:
         return True, {"model": f"loaded {self.model['version']}"}
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    settings = lab_config.load(overrides=config)
-    artifact = load_artifact(settings["MODEL_DIR"], settings["MODEL_PROFILE"])
-    pipeline = ServingPipeline.from_artifact(artifact, float(settings["CONFIDENCE_THRESHOLD"]))
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """`config`: the settings, or overrides of the environment's (`servinglab.config.resolve`)."""
+    settings = lab_config.resolve(config)
+    artifact = load_artifact(settings.model_dir, settings.model_profile)
+    pipeline = ServingPipeline.from_artifact(artifact, settings.confidence_threshold)
     classifier = pipeline.classifier
     # One batcher per gunicorn worker: the app is built in each worker (preload_app is off), and
     # the batcher starts its thread on first use anyway, so a fork could not break it.
-    batcher = batching.from_settings(classifier.predict_proba, classifier.n_features, settings,
-                                     max_callers=int(settings["HTTP_THREADS"]))
-    if batcher is not None and int(settings["HTTP_THREADS"]) < 2:
-        log.warning("BATCHING is on with HTTP_THREADS=%s: a worker serves one request at a time, "
-                    "so every batch holds one request; set LAB_HTTP_THREADS to 8 or so", settings["HTTP_THREADS"])
-    backend = InProcessBackend(pipeline, batcher)
+    batcher = batching.from_settings(
+        classifier.predict_proba, classifier.n_features, settings, max_callers=settings.http_threads
+    )
+    if batcher is not None and settings.http_threads < 2:
+        log.warning(
+            "BATCHING is on with HTTP_THREADS=%s: a worker serves one request at a time, "
+            "so every batch holds one request; set LAB_HTTP_THREADS to 8 or so",
+            settings.http_threads,
+        )
+    backend: Backend = InProcessBackend(pipeline, batcher)
     # In front of everything, batching included: a request whose instances all hit skips the pipeline.
     backend = with_cache(backend, settings, "monolith")
-    return build_app(lambda: backend, __name__, config)
+    return build_app(lambda: backend, __name__, settings)

@@ -11,7 +11,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 echo "[bootstrap] installing servinglab and its pinned dependencies"
-"$venv/bin/python" -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+"$venv/bin/python" -m pip install --quiet -c requirements/constraints.txt -e '.[train,lab,dev]'
 # The notebook tests run a Jupyter kernel; register the venv's own Python as `python3` so they do
 # not pick up whatever other interpreter the machine has.
 "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null

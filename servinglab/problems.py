@@ -18,8 +18,15 @@ MAX_LISTED_ERRORS = 20
 class Problem(Exception):
     """An error with an HTTP status, a stable machine-readable slug and a human explanation."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str,
-                 headers: dict[str, str] | None = None, **extensions: Any):
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ):
         super().__init__(detail)
         self.status = status
         self.slug = slug
@@ -52,10 +59,18 @@ def invalid_instances(errors: list[dict[str, Any]], total: int) -> Problem:
 
 
 def stage_unavailable(stage: str, reason: str) -> Problem:
-    return Problem(503, "stage-unavailable", "Pipeline stage unavailable",
-                   f"The {stage} stage is not available: {reason}")
+    return Problem(
+        503,
+        "stage-unavailable",
+        "Pipeline stage unavailable",
+        f"The {stage} stage is not available: {reason}",
+    )
 
 
 def stage_timeout(stage: str, budget_ms: float) -> Problem:
-    return Problem(504, "stage-timeout", "Pipeline stage timed out",
-                   f"The {stage} stage did not answer within its {budget_ms:g} ms deadline.")
+    return Problem(
+        504,
+        "stage-timeout",
+        "Pipeline stage timed out",
+        f"The {stage} stage did not answer within its {budget_ms:g} ms deadline.",
+    )

@@ -38,7 +38,9 @@ NUMERIC_FIELDS: tuple[NumericField, ...] = (
     NumericField("year", 1900, 2100, "Year the bird was observed", integer=True),
 )
 CATEGORICAL_FIELDS: tuple[CategoricalField, ...] = (
-    CategoricalField("island", ("Biscoe", "Dream", "Torgersen"), "Island in the Palmer Archipelago"),
+    CategoricalField(
+        "island", ("Biscoe", "Dream", "Torgersen"), "Island in the Palmer Archipelago"
+    ),
     CategoricalField("sex", ("female", "male"), "Sex of the bird"),
 )
 
@@ -57,10 +59,10 @@ def input_schema() -> dict:
             "maximum": field.maximum,
             "description": field.description,
         }
-    for field in CATEGORICAL_FIELDS:
-        properties[field.name] = {
-            "enum": [*field.categories, None],
-            "description": field.description,
+    for category in CATEGORICAL_FIELDS:
+        properties[category.name] = {
+            "enum": [*category.categories, None],
+            "description": category.description,
         }
     return {
         "type": "object",

@@ -80,23 +80,36 @@ def nesting_exceeds(body: bytes, limit: int) -> bool:
 
 def parse_json(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
     if nesting_exceeds(body, max_depth):
-        raise Problem(400, "malformed-json", "Malformed JSON",
-                      f"The body is nested too deeply: arrays and objects may nest at most {max_depth} levels.",
-                      limit=max_depth)
+        raise Problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            f"The body is nested too deeply: arrays and objects may nest at most {max_depth} levels.",
+            limit=max_depth,
+        )
     try:
         return json.loads(body, parse_constant=_reject_constant)
     except RecursionError:
         # Unreachable behind the scan above; kept so a bug there is still a 400, never a 500.
-        raise Problem(400, "malformed-json", "Malformed JSON", "The body is nested too deeply.") from None
+        raise Problem(
+            400, "malformed-json", "Malformed JSON", "The body is nested too deeply."
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, _NonFiniteLiteral) as exc:
-        raise Problem(400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}") from None
+        raise Problem(
+            400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}"
+        ) from None
     except ValueError:
         # The only other ValueError the decoder raises: CPython refusing an integer literal with
         # more digits than sys.get_int_max_str_digits() (see MAX_INT_DIGITS). Its own message
         # gives interpreter advice, so say it in the API's terms.
         digits = sys.get_int_max_str_digits()
-        raise Problem(400, "number-too-large", "Number too large",
-                      f"An integer in the body has more than {digits} digits.", limit=digits) from None
+        raise Problem(
+            400,
+            "number-too-large",
+            "Number too large",
+            f"An integer in the body has more than {digits} digits.",
+            limit=digits,
+        ) from None
 
 
 def _truncate(text: str) -> str:
@@ -117,42 +130,77 @@ def _first_sorted(names: Iterable[str], count: int, total: int) -> list[str]:
 def _field_label(name: str, max_key_chars: int) -> tuple[str, str]:
     """An unknown field's name as echoed back, and why it is wrong."""
     if len(name) > max_key_chars:
-        return _truncate(name), f"is not a known field (names are at most {max_key_chars} characters)"
+        return _truncate(
+            name
+        ), f"is not a known field (names are at most {max_key_chars} characters)"
     return _truncate(name), "is not a known field"
 
 
-def validate_predict_request(payload: Any, max_instances: int, *,
-                             max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
-                             max_key_chars: int = DEFAULT_MAX_KEY_CHARS) -> RawBatch:
+def validate_predict_request(
+    payload: Any,
+    max_instances: int,
+    *,
+    max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
+    max_key_chars: int = DEFAULT_MAX_KEY_CHARS,
+) -> RawBatch:
     """Check the `{"instances": [...]}` envelope, then every instance against the schema."""
     if not isinstance(payload, dict):
-        raise Problem(422, "invalid-request", "Invalid request",
-                      'The body must be a JSON object of the form {"instances": [...]}.')
+        raise Problem(
+            422,
+            "invalid-request",
+            "Invalid request",
+            'The body must be a JSON object of the form {"instances": [...]}.',
+        )
     if len(payload) != 1 or "instances" not in payload:
         unknown = payload.keys() - {"instances"}
         if unknown:
             listed = _first_sorted(unknown, MAX_LISTED_ERRORS, len(unknown))
             shown = ", ".join(_truncate(key) for key in listed)
-            more = f" and {len(unknown) - MAX_LISTED_ERRORS} more" if len(unknown) > MAX_LISTED_ERRORS else ""
-            too_long = (f" Field names are at most {max_key_chars} characters."
-                        if any(len(key) > max_key_chars for key in unknown) else "")
-            raise Problem(422, "invalid-request", "Invalid request",
-                          f"Unknown top-level field(s): {shown}{more}.{too_long}")
+            more = (
+                f" and {len(unknown) - MAX_LISTED_ERRORS} more"
+                if len(unknown) > MAX_LISTED_ERRORS
+                else ""
+            )
+            too_long = (
+                f" Field names are at most {max_key_chars} characters."
+                if any(len(key) > max_key_chars for key in unknown)
+                else ""
+            )
+            raise Problem(
+                422,
+                "invalid-request",
+                "Invalid request",
+                f"Unknown top-level field(s): {shown}{more}.{too_long}",
+            )
     instances = payload.get("instances")
     if not isinstance(instances, list):
-        raise Problem(422, "invalid-request", "Invalid request",
-                      "'instances' is required and must be a list of objects.")
+        raise Problem(
+            422,
+            "invalid-request",
+            "Invalid request",
+            "'instances' is required and must be a list of objects.",
+        )
     if not instances:
         raise Problem(422, "invalid-request", "Invalid request", "'instances' must not be empty.")
     if len(instances) > max_instances:
-        raise Problem(413, "too-many-instances", "Too many instances",
-                      f"{len(instances)} instances sent; the limit is {max_instances} per request.",
-                      limit=max_instances)
-    return validate_instances(instances, max_string_chars=max_string_chars, max_key_chars=max_key_chars)
+        raise Problem(
+            413,
+            "too-many-instances",
+            "Too many instances",
+            f"{len(instances)} instances sent; the limit is {max_instances} per request.",
+            limit=max_instances,
+        )
+    return validate_instances(
+        instances, max_string_chars=max_string_chars, max_key_chars=max_key_chars
+    )
 
 
-def validate_instances(instances: list, *, max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
-                       max_key_chars: int = DEFAULT_MAX_KEY_CHARS) -> RawBatch:
+def validate_instances(
+    instances: list,
+    *,
+    max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
+    max_key_chars: int = DEFAULT_MAX_KEY_CHARS,
+) -> RawBatch:
     columns: dict[str, list] = {name: [] for name in FIELD_NAMES}
     errors: list[dict[str, Any]] = []
     error_count = 0
@@ -192,22 +240,33 @@ def validate_instances(instances: list, *, max_string_chars: int = DEFAULT_MAX_S
             elif not field.minimum <= value <= field.maximum:
                 # Python ints are unbounded: a 400-digit integer is legal JSON but not a float.
                 shown = f"{value:g}" if value_type is float else _truncate(str(value))
-                fail(index, field.name, f"must be between {field.minimum:g} and {field.maximum:g}, got {shown}")
+                fail(
+                    index,
+                    field.name,
+                    f"must be between {field.minimum:g} and {field.maximum:g}, got {shown}",
+                )
                 continue
             elif field.integer and value != int(value):
                 fail(index, field.name, f"must be a whole number, got {value:g}")
                 continue
             columns[field.name].append(float(value))
-        for field in CATEGORICAL_FIELDS:
-            value = record[field.name]
-            if value is not None and value not in field.categories:
+        for category in CATEGORICAL_FIELDS:
+            value = record[category.name]
+            if value is not None and value not in category.categories:
                 if type(value) is str and len(value) > max_string_chars:
-                    fail(index, field.name, f"must be at most {max_string_chars} characters, got {_echo(value)}")
+                    fail(
+                        index,
+                        category.name,
+                        f"must be at most {max_string_chars} characters, got {_echo(value)}",
+                    )
                 else:
-                    fail(index, field.name,
-                         f"must be one of {', '.join(field.categories)} or null, got {_echo(value)}")
+                    fail(
+                        index,
+                        category.name,
+                        f"must be one of {', '.join(category.categories)} or null, got {_echo(value)}",
+                    )
                 continue
-            columns[field.name].append(value)
+            columns[category.name].append(value)
 
     if error_count:
         raise invalid_instances(errors, error_count)

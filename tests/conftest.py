@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from lab.launch import launch
 from servinglab.model import data
 from servinglab.model.artifact import load_artifact, set_current
-from lab.launch import launch
 from servinglab.model.pipeline import ServingPipeline
 from servinglab.model.training import train
 
@@ -68,29 +68,41 @@ def held_out() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def monolith(models_root, tmp_path_factory):
-    with launch("monolith", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
-                log_dir=tmp_path_factory.mktemp("monolith-logs")) as deployment:
+    with launch(
+        "monolith",
+        settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+        log_dir=tmp_path_factory.mktemp("monolith-logs"),
+    ) as deployment:
         yield deployment
 
 
 @pytest.fixture(scope="session")
 def microservices(models_root, tmp_path_factory):
-    with launch("microservices", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
-                log_dir=tmp_path_factory.mktemp("microservices-logs")) as deployment:
+    with launch(
+        "microservices",
+        settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+        log_dir=tmp_path_factory.mktemp("microservices-logs"),
+    ) as deployment:
         yield deployment
 
 
 @pytest.fixture(scope="session")
 def split(models_root, tmp_path_factory):
-    with launch("split", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
-                log_dir=tmp_path_factory.mktemp("split-logs")) as deployment:
+    with launch(
+        "split",
+        settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+        log_dir=tmp_path_factory.mktemp("split-logs"),
+    ) as deployment:
         yield deployment
 
 
 @pytest.fixture(scope="session")
 def chained(models_root, tmp_path_factory):
-    with launch("chained", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
-                log_dir=tmp_path_factory.mktemp("chained-logs")) as deployment:
+    with launch(
+        "chained",
+        settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2},
+        log_dir=tmp_path_factory.mktemp("chained-logs"),
+    ) as deployment:
         yield deployment
 
 

@@ -17,33 +17,40 @@ from typing import Any
 from flask import Flask
 
 from microservices.gateway.chained import ChainedBackend
+from microservices.gateway.orchestrated import OrchestratedBackend
 from microservices.gateway.split import LocalStages, SplitBackend
-from microservices.gateway.stages import GrpcBackend
 from servinglab import config as lab_config
-from servinglab.serving.api import Backend, build_app
+from servinglab.config import Settings
+from servinglab.contract import STAGES, Backend
+from servinglab.serving.api import build_app
 from servinglab.serving.cache import cache_mode, with_cache
 
 
-def _split(settings: dict[str, Any]) -> Callable[[], Backend]:
+def _split(settings: Settings) -> Callable[[], Backend]:
     # The in-process stages load the artifact now, before gunicorn forks; channels after the fork.
     local = LocalStages(settings)
     return lambda: SplitBackend(settings, local)
 
 
 # mode -> (addresses it calls, what builds its backend factory before the fork)
-MODES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Callable[[], Backend]]]] = {
-    "orchestrated": (("PREPROCESS_ADDR", "INFERENCE_ADDR", "POSTPROCESS_ADDR"),
-                     lambda settings: lambda: GrpcBackend(settings)),
+MODES: dict[str, tuple[tuple[str, ...], Callable[[Settings], Callable[[], Backend]]]] = {
+    "orchestrated": (
+        tuple(f"{stage.upper()}_ADDR" for stage in STAGES),
+        lambda settings: lambda: OrchestratedBackend(settings),
+    ),
     "split": (("INFERENCE_ADDR",), _split),
     "chained": (("PREPROCESS_ADDR",), lambda settings: lambda: ChainedBackend(settings)),
 }
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    settings = lab_config.load(overrides=config)
-    mode = settings["GATEWAY_MODE"]
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """`config`: the settings, or overrides of the environment's (`servinglab.config.resolve`)."""
+    settings = lab_config.resolve(config)
+    mode = settings.gateway_mode
     if mode not in MODES:
-        raise RuntimeError(f"unknown {lab_config.env_name('GATEWAY_MODE')}={mode!r}; choose one of: {', '.join(MODES)}")
+        raise RuntimeError(
+            f"unknown {lab_config.env_name('GATEWAY_MODE')}={mode!r}; choose one of: {', '.join(MODES)}"
+        )
     addresses, prepare = MODES[mode]
     # Checked here, before any worker forks, so a missing address stops start-up with its name.
     try:
@@ -53,4 +60,4 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cache_mode(settings)  # a misspelt cache setting stops start-up here, not in each worker
     factory = prepare(settings)
     # With CACHE_PLACEMENT=gateway the cache wraps whichever backend, built lazily in each worker.
-    return build_app(lambda: with_cache(factory(), settings, "gateway"), __name__, config)
+    return build_app(lambda: with_cache(factory(), settings, "gateway"), __name__, settings)

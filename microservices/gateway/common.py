@@ -16,23 +16,30 @@ import grpc
 
 from microservices.calls import Deadline, StageFailure, call
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
-from servinglab.serving import metrics
+from servinglab.contract import TIMING_NAMES, Timing
 from servinglab.problems import Problem, stage_timeout, stage_unavailable
-
-# Server-Timing names of each stage's compute; its hop is "hop-" + the same name.
-TIMING_NAMES = {"preprocess": "pre", "inference": "infer", "postprocess": "post"}
+from servinglab.serving import metrics
 
 
 def problem_for(failure: StageFailure, budget_ms: float) -> Problem:
     if failure.served_version:
-        return Problem(503, "version-skew", "Model versions in flux",
-                       "The model version changed repeatedly while this request was served; retry.")
+        return Problem(
+            503,
+            "version-skew",
+            "Model versions in flux",
+            "The model version changed repeatedly while this request was served; retry.",
+        )
     if failure.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return stage_timeout(failure.stage, budget_ms)
     if failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         metrics.SHED.inc((f"{failure.stage}-overloaded",))
-        return Problem(503, "stage-overloaded", "Pipeline stage overloaded",
-                       f"The {failure.stage} stage is shedding load; retry later.", headers={"Retry-After": "1"})
+        return Problem(
+            503,
+            "stage-overloaded",
+            "Pipeline stage overloaded",
+            f"The {failure.stage} stage is shedding load; retry later.",
+            headers={"Retry-After": "1"},
+        )
     return stage_unavailable(failure.stage, f"{failure.code.name.lower()}: {failure.details}")
 
 
@@ -52,9 +59,9 @@ def describe_model(describe: Callable[..., Any], budget_ms: float) -> dict:
     return json.loads(response.metadata_json)
 
 
-def stage_timings(entries: Iterable[tuple[str, float, float | None]]) -> list[tuple[str, float]]:
+def stage_timings(entries: Iterable[tuple[str, float, float | None]]) -> list[Timing]:
     """(stage, compute ms, hop ms or None where the stage ran in process), in pipeline order."""
-    timings = []
+    timings: list[Timing] = []
     for stage, compute_ms, hop_ms in entries:
         name = TIMING_NAMES[stage]
         timings.append((name, compute_ms))
@@ -62,7 +69,3 @@ def stage_timings(entries: Iterable[tuple[str, float, float | None]]) -> list[tu
             # A clock difference minus a compute time: negative only by measurement noise.
             timings.append((f"hop-{name}", max(hop_ms, 0.0)))
     return timings
-
-
-def model_summary(model: pb.ModelRef) -> dict:
-    return {"name": model.name, "version": model.version, "profile": model.profile}

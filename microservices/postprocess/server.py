@@ -7,7 +7,6 @@ confidence threshold, which is configuration.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import grpc
 
@@ -16,35 +15,35 @@ from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
 from microservices.generated.servinglab.v1 import pipeline_pb2_grpc as pb_grpc
 from microservices.grpc_server import create_server as create_stage_server
 from servinglab import config as lab_config
-from servinglab.model.pipeline import Postprocessor
+from servinglab.config import Settings
+from servinglab.model.versions import PostprocessorsByClasses
 
 
 class PostprocessServicer(pb_grpc.PostprocessServicer):
     def __init__(self, confidence_threshold: float):
-        self.confidence_threshold = confidence_threshold
-        self._by_classes: dict[tuple[str, ...], Postprocessor] = {}
+        self.postprocessors = PostprocessorsByClasses(confidence_threshold)
 
-    def _postprocessor(self, classes: tuple[str, ...]) -> Postprocessor:
-        postprocessor = self._by_classes.get(classes)
-        if postprocessor is None:
-            postprocessor = self._by_classes[classes] = Postprocessor(classes, self.confidence_threshold)
-        return postprocessor
-
-    def Decide(self, request: pb.PostprocessRequest, context: grpc.ServicerContext) -> pb.PostprocessResponse:
+    def Decide(
+        self, request: pb.PostprocessRequest, context: grpc.ServicerContext
+    ) -> pb.PostprocessResponse:
         classes = tuple(request.classes)
         if not classes:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "classes must not be empty")
         try:
             probabilities = matrix_from_proto(request.probabilities)
             started = time.perf_counter()
-            predictions = self._postprocessor(classes)(probabilities)
+            predictions = self.postprocessors.get(classes)(probabilities)
             compute_ms = (time.perf_counter() - started) * 1e3
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.PostprocessResponse(
             predictions=[
-                pb.Prediction(species=item["species"], probabilities=list(item["probabilities"].values()),
-                              confidence=item["confidence"], uncertain=item["uncertain"])
+                pb.Prediction(
+                    species=item["species"],
+                    probabilities=list(item["probabilities"].values()),
+                    confidence=item["confidence"],
+                    uncertain=item["uncertain"],
+                )
                 for item in predictions
             ],
             classes=classes,
@@ -52,10 +51,12 @@ class PostprocessServicer(pb_grpc.PostprocessServicer):
         )
 
 
-def create_server(address: str, settings: dict[str, Any] | None = None):
+def create_server(address: str, settings: Settings | None = None):
     settings = settings or lab_config.load()
-    servicer = PostprocessServicer(float(settings["CONFIDENCE_THRESHOLD"]))
-    return create_stage_server("Postprocess",
-                               lambda server: pb_grpc.add_PostprocessServicer_to_server(servicer, server),
-                               address, settings)
-
+    servicer = PostprocessServicer(settings.confidence_threshold)
+    return create_stage_server(
+        "Postprocess",
+        lambda server: pb_grpc.add_PostprocessServicer_to_server(servicer, server),
+        address,
+        settings,
+    )

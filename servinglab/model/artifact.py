@@ -47,7 +47,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_model_dir(location: str | os.PathLike | None = None, profile: str | None = None) -> Path:
+def resolve_model_dir(
+    location: str | os.PathLike | None = None, profile: str | None = None
+) -> Path:
     """Accept a version directory, a profile directory (follows CURRENT) or the models root."""
     path = Path(location) if location else DEFAULT_MODELS_ROOT
     for candidate in (path, path / (profile or "linear")):
@@ -82,7 +84,9 @@ def read_metadata(version_dir: Path) -> dict:
         raise ArtifactError(f"Cannot read {version_dir / METADATA_FILE}: {exc}") from exc
 
 
-def load_artifact(location: str | os.PathLike | None = None, profile: str | None = None) -> Artifact:
+def load_artifact(
+    location: str | os.PathLike | None = None, profile: str | None = None
+) -> Artifact:
     version_dir = resolve_model_dir(location, profile)
     metadata = read_metadata(version_dir)
     model_path = version_dir / metadata.get("model_file", MODEL_FILE)
@@ -97,7 +101,9 @@ def load_artifact(location: str | os.PathLike | None = None, profile: str | None
     untrusted = skops.io.get_untrusted_types(file=model_path)
     unexpected = [name for name in untrusted if not name.startswith(TRUSTED_TYPE_PREFIXES)]
     if unexpected:
-        raise ArtifactError(f"Refusing to load {model_path}: it contains unexpected types {unexpected}.")
+        raise ArtifactError(
+            f"Refusing to load {model_path}: it contains unexpected types {unexpected}."
+        )
     estimator = skops.io.load(model_path, trusted=untrusted)
     return Artifact(path=version_dir, estimator=estimator, metadata=metadata)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from importlib import resources
+from typing import Any
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -54,7 +55,7 @@ def to_records(frame: pd.DataFrame) -> list[dict]:
     """Rows as API instances: JSON-ready values, None for missing, integers where the schema says."""
     records = []
     for row in frame[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]].to_dict("records"):
-        record = {}
+        record: dict[str, Any] = {}
         for name, value in row.items():
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 record[name] = None

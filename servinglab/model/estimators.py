@@ -30,20 +30,37 @@ DEFAULT_PROFILE = "linear"
 
 
 def build_preprocessor() -> ColumnTransformer:
-    numeric = Pipeline([
-        ("impute", SimpleImputer(strategy="median")),
-        ("scale", StandardScaler()),
-    ])
-    categorical = Pipeline([
-        ("impute", SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY)),
-        ("onehot", OneHotEncoder(
-            categories=[[*field.categories, MISSING_CATEGORY] for field in CATEGORICAL_FIELDS],
-            handle_unknown="error",
-            sparse_output=False,
-        )),
-    ])
+    numeric = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median")),
+            ("scale", StandardScaler()),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(
+                    missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY
+                ),
+            ),
+            (
+                "onehot",
+                OneHotEncoder(
+                    categories=[
+                        [*field.categories, MISSING_CATEGORY] for field in CATEGORICAL_FIELDS
+                    ],
+                    handle_unknown="error",
+                    sparse_output=False,
+                ),
+            ),
+        ]
+    )
     return ColumnTransformer(
-        [("numeric", numeric, list(NUMERIC_NAMES)), ("categorical", categorical, list(CATEGORICAL_NAMES))],
+        [
+            ("numeric", numeric, list(NUMERIC_NAMES)),
+            ("categorical", categorical, list(CATEGORICAL_NAMES)),
+        ],
         remainder="drop",
     )
 
@@ -60,4 +77,6 @@ def build_classifier(profile: str, seed: int):
 
 
 def build_estimator(profile: str, seed: int) -> Pipeline:
-    return Pipeline([("preprocess", build_preprocessor()), ("classifier", build_classifier(profile, seed))])
+    return Pipeline(
+        [("preprocess", build_preprocessor()), ("classifier", build_classifier(profile, seed))]
+    )

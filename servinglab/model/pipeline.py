@@ -47,8 +47,12 @@ class Preprocessor:
             self.slots.append((field.name, lookup))
             offset += len(categories)
         self.n_features = offset
-        self.numeric_params = [(name, float(median), float(mean), float(scale)) for name, median, mean, scale
-                               in zip(NUMERIC_NAMES, self.medians, self.means, self.scales)]
+        self.numeric_params = [
+            (name, float(median), float(mean), float(scale))
+            for name, median, mean, scale in zip(
+                NUMERIC_NAMES, self.medians, self.means, self.scales
+            )
+        ]
 
     def __call__(self, batch: RawBatch) -> np.ndarray:
         if batch.size <= PYTHON_PREPROCESS_MAX_ROWS:
@@ -70,7 +74,6 @@ class Preprocessor:
             except KeyError as exc:
                 raise ValueError(f"unknown {name} category {exc.args[0]!r}") from None
         return features
-
 
     def _python_rows(self, batch: RawBatch) -> np.ndarray:
         """The same IEEE double operations as the numpy path, so the same bits, one row at a time."""
@@ -141,41 +144,47 @@ class Classifier:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         if features.ndim != 2 or features.shape[1] != self.n_features:
-            raise ValueError(f"expected a matrix with {self.n_features} columns, got shape {features.shape}")
+            raise ValueError(
+                f"expected a matrix with {self.n_features} columns, got shape {features.shape}"
+            )
         return self._predict(features)
 
 
 class Postprocessor:
     """Probabilities -> labelled predictions with confidence and an `uncertain` flag."""
 
-    def __init__(self, classes: tuple[str, ...] = CLASSES,
-                 confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD):
+    def __init__(
+        self,
+        classes: tuple[str, ...] = CLASSES,
+        confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
+    ):
         if not 0.0 <= confidence_threshold <= 1.0:
-            raise ValueError(f"confidence threshold must be within [0, 1], got {confidence_threshold}")
+            raise ValueError(
+                f"confidence threshold must be within [0, 1], got {confidence_threshold}"
+            )
         self.classes = classes
         self.confidence_threshold = confidence_threshold
 
     def __call__(self, probabilities: np.ndarray) -> list[dict]:
         if probabilities.ndim != 2 or probabilities.shape[1] != len(self.classes):
-            raise ValueError(f"expected {len(self.classes)} probability columns, got shape {probabilities.shape}")
+            raise ValueError(
+                f"expected {len(self.classes)} probability columns, got shape {probabilities.shape}"
+            )
         best = probabilities.argmax(axis=1).tolist()
         classes = self.classes
         threshold = self.confidence_threshold
         predictions = []
         for winner, row in zip(best, probabilities.tolist()):
             confidence = row[winner]
-            predictions.append({
-                "species": classes[winner],
-                "probabilities": dict(zip(classes, row)),
-                "confidence": confidence,
-                "uncertain": confidence < threshold,
-            })
+            predictions.append(
+                {
+                    "species": classes[winner],
+                    "probabilities": dict(zip(classes, row)),
+                    "confidence": confidence,
+                    "uncertain": confidence < threshold,
+                }
+            )
         return predictions
-
-
-def model_summary(metadata: dict) -> dict:
-    """What every prediction response says about the model that produced it."""
-    return {"name": metadata["name"], "version": metadata["version"], "profile": metadata["profile"]}
 
 
 @dataclass
@@ -188,8 +197,9 @@ class ServingPipeline:
     metadata: dict
 
     @classmethod
-    def from_artifact(cls, artifact: Artifact,
-                      confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> ServingPipeline:
+    def from_artifact(
+        cls, artifact: Artifact, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    ) -> ServingPipeline:
         estimator = artifact.estimator
         return cls(
             preprocess=Preprocessor(estimator.named_steps["preprocess"]),
@@ -199,7 +209,9 @@ class ServingPipeline:
         )
 
     @classmethod
-    def load(cls, location=None, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> ServingPipeline:
+    def load(
+        cls, location=None, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    ) -> ServingPipeline:
         return cls.from_artifact(load_artifact(location), confidence_threshold)
 
     def predict(self, batch: RawBatch) -> list[dict]:

@@ -64,8 +64,13 @@ class GateResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"candidate": self.candidate, "version": self.version, "passed": self.passed,
-                "checks": [asdict(check) for check in self.checks], "notes": self.notes}
+        return {
+            "candidate": self.candidate,
+            "version": self.version,
+            "passed": self.passed,
+            "checks": [asdict(check) for check in self.checks],
+            "notes": self.notes,
+        }
 
 
 def load_policy(path: Path = DEFAULT_FLOORS) -> dict[str, Any]:
@@ -75,8 +80,12 @@ def load_policy(path: Path = DEFAULT_FLOORS) -> dict[str, Any]:
         if rule.get("better") not in ("higher", "lower"):
             raise ValueError(f"{path}: metric {name!r} needs better: higher|lower")
         limit_key = "floor" if rule["better"] == "higher" else "ceiling"
-        if not isinstance(rule.get(limit_key), (int, float)) or not isinstance(rule.get("max_regression"), (int, float)):
-            raise ValueError(f"{path}: metric {name!r} needs numeric {limit_key!r} and 'max_regression'")
+        if not isinstance(rule.get(limit_key), (int, float)) or not isinstance(
+            rule.get("max_regression"), (int, float)
+        ):
+            raise ValueError(
+                f"{path}: metric {name!r} needs numeric {limit_key!r} and 'max_regression'"
+            )
     float(policy["reproduction_tolerance"])
     return policy
 
@@ -92,32 +101,53 @@ def _check_limits(result: GateResult, metrics: dict[str, float], policy: dict) -
         if rule["better"] == "higher":
             result.add(f"{name} floor", value >= rule["floor"], f"{value:.4f} >= {rule['floor']}")
         else:
-            result.add(f"{name} ceiling", value <= rule["ceiling"], f"{value:.4f} <= {rule['ceiling']}")
+            result.add(
+                f"{name} ceiling", value <= rule["ceiling"], f"{value:.4f} <= {rule['ceiling']}"
+            )
 
 
-def _check_baseline(result: GateResult, metrics: dict[str, float], candidate_meta: dict,
-                    baseline: Path, policy: dict) -> None:
+def _check_baseline(
+    result: GateResult,
+    metrics: dict[str, float],
+    candidate_meta: dict,
+    baseline: Path,
+    policy: dict,
+) -> None:
     try:
         baseline_meta = read_metadata(resolve_model_dir(baseline))
         claimed = baseline_meta["metrics"]["held_out"]
     except (ArtifactError, KeyError, TypeError) as error:
-        result.add("baseline readable", False, f"cannot read the baseline's held-out metrics: {error}")
+        result.add(
+            "baseline readable", False, f"cannot read the baseline's held-out metrics: {error}"
+        )
         return
-    if baseline_meta.get("seed") != candidate_meta.get("seed") or \
-            baseline_meta.get("data", {}).get("sha256") != candidate_meta.get("data", {}).get("sha256"):
-        result.notes.append("baseline was scored on a different seed or data set: its held-out rows differ, "
-                            "so the comparison is indicative only")
+    if baseline_meta.get("seed") != candidate_meta.get("seed") or baseline_meta.get("data", {}).get(
+        "sha256"
+    ) != candidate_meta.get("data", {}).get("sha256"):
+        result.notes.append(
+            "baseline was scored on a different seed or data set: its held-out rows differ, "
+            "so the comparison is indicative only"
+        )
     for name, rule in policy["metrics"].items():
         if name not in claimed:
-            result.add(f"{name} vs baseline", False, f"baseline {baseline_meta.get('version')} has no {name}")
+            result.add(
+                f"{name} vs baseline",
+                False,
+                f"baseline {baseline_meta.get('version')} has no {name}",
+            )
             continue
         worse = _worse_by(rule, metrics[name], float(claimed[name]))
-        result.add(f"{name} vs baseline", worse <= rule["max_regression"],
-                   f"{metrics[name]:.4f} vs {float(claimed[name]):.4f} from {baseline_meta.get('version')} "
-                   f"(worse by {max(worse, 0.0):.4f}, allowed {rule['max_regression']})")
+        result.add(
+            f"{name} vs baseline",
+            worse <= rule["max_regression"],
+            f"{metrics[name]:.4f} vs {float(claimed[name]):.4f} from {baseline_meta.get('version')} "
+            f"(worse by {max(worse, 0.0):.4f}, allowed {rule['max_regression']})",
+        )
 
 
-def evaluate(candidate: Path, baseline: Path | None = None, policy: dict | None = None) -> GateResult:
+def evaluate(
+    candidate: Path, baseline: Path | None = None, policy: dict | None = None
+) -> GateResult:
     policy = policy or load_policy()
     result = GateResult(str(candidate), None)
     try:
@@ -131,23 +161,36 @@ def evaluate(candidate: Path, baseline: Path | None = None, policy: dict | None 
 
     data_sha = data.data_sha256()
     claimed_sha = metadata.get("data", {}).get("sha256")
-    if not result.add("trained on this data", claimed_sha == data_sha,
-                      f"metadata data sha256 {str(claimed_sha)[:12]}..., packaged CSV {data_sha[:12]}..."):
+    if not result.add(
+        "trained on this data",
+        claimed_sha == data_sha,
+        f"metadata data sha256 {str(claimed_sha)[:12]}..., packaged CSV {data_sha[:12]}...",
+    ):
         return result  # a different data set has different held-out rows: nothing below would mean anything
 
     _, held_out = data.split(data.load_frame(), int(metadata.get("seed", data.DEFAULT_SEED)))
     try:
         metrics = training.held_out_metrics(artifact.estimator, held_out)
-    except Exception as error:  # a model that cannot even score the held-out rows fails the gate, not the tool
-        result.add("re-evaluation", False, f"scoring {len(held_out)} held-out rows failed: {error!r}")
+    except (
+        Exception
+    ) as error:  # a model that cannot even score the held-out rows fails the gate, not the tool
+        result.add(
+            "re-evaluation", False, f"scoring {len(held_out)} held-out rows failed: {error!r}"
+        )
         return result
     claimed = metadata.get("metrics", {}).get("held_out", {})
     tolerance = float(policy["reproduction_tolerance"])
-    mismatches = [f"{name}: metadata says {claimed.get(name)}, re-evaluation gives {value:.6f}"
-                  for name, value in metrics.items()
-                  if not isinstance(claimed.get(name), (int, float)) or abs(claimed[name] - value) > tolerance]
-    result.add("metadata matches re-evaluation", not mismatches,
-               "; ".join(mismatches) or f"all {len(metrics)} metrics reproduce on {len(held_out)} held-out rows")
+    mismatches = [
+        f"{name}: metadata says {claimed.get(name)}, re-evaluation gives {value:.6f}"
+        for name, value in metrics.items()
+        if not isinstance(claimed.get(name), (int, float)) or abs(claimed[name] - value) > tolerance
+    ]
+    result.add(
+        "metadata matches re-evaluation",
+        not mismatches,
+        "; ".join(mismatches)
+        or f"all {len(metrics)} metrics reproduce on {len(held_out)} held-out rows",
+    )
 
     _check_limits(result, metrics, policy)
     if baseline is not None:
@@ -157,10 +200,18 @@ def evaluate(candidate: Path, baseline: Path | None = None, policy: dict | None 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidate", type=Path, required=True,
-                        help="model to check: a profile directory (follows CURRENT) or a version directory")
-    parser.add_argument("--baseline", type=Path, help="model currently in service; only its metadata.json is read")
-    parser.add_argument("--floors", type=Path, default=DEFAULT_FLOORS, help="thresholds file (default: %(default)s)")
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        required=True,
+        help="model to check: a profile directory (follows CURRENT) or a version directory",
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="model currently in service; only its metadata.json is read"
+    )
+    parser.add_argument(
+        "--floors", type=Path, default=DEFAULT_FLOORS, help="thresholds file (default: %(default)s)"
+    )
     parser.add_argument("--json", type=Path, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     result = evaluate(args.candidate, args.baseline, load_policy(args.floors))

@@ -40,8 +40,13 @@ def library_versions() -> dict[str, str]:
 
 def git_sha() -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
@@ -60,8 +65,11 @@ def held_out_metrics(estimator, frame) -> dict[str, float]:
     }
 
 
-def train(profile: str = DEFAULT_PROFILE, seed: int = data.DEFAULT_SEED,
-          models_root: Path = DEFAULT_MODELS_ROOT) -> Path:
+def train(
+    profile: str = DEFAULT_PROFILE,
+    seed: int = data.DEFAULT_SEED,
+    models_root: Path = DEFAULT_MODELS_ROOT,
+) -> Path:
     frame = data.load_frame()
     train_frame, held_out = data.split(frame, seed)
     estimator = build_estimator(profile, seed)
@@ -74,8 +82,15 @@ def train(profile: str = DEFAULT_PROFILE, seed: int = data.DEFAULT_SEED,
     libraries = library_versions()
     data_sha = data.data_sha256()
     fingerprint_source = json.dumps(
-        {"data": data_sha, "profile": profile, "seed": seed, "hyperparameters": PROFILES[profile],
-         "libraries": libraries}, sort_keys=True)
+        {
+            "data": data_sha,
+            "profile": profile,
+            "seed": seed,
+            "hyperparameters": PROFILES[profile],
+            "libraries": libraries,
+        },
+        sort_keys=True,
+    )
     version = f"{profile}-{hashlib.sha256(fingerprint_source.encode()).hexdigest()[:10]}"
     metadata = {
         "name": MODEL_NAME,
@@ -107,13 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=data.DEFAULT_SEED)
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODELS_ROOT, help="models root directory")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_MODELS_ROOT, help="models root directory"
+    )
     args = parser.parse_args(argv)
     version_dir = train(args.profile, args.seed, args.out)
     metadata = json.loads((version_dir / "metadata.json").read_text())
     metrics = metadata["metrics"]["held_out"]
-    print(f"trained {metadata['version']} -> {version_dir} "
-          f"(held-out accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f})")
+    print(
+        f"trained {metadata['version']} -> {version_dir} "
+        f"(held-out accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f})"
+    )
     return 0
 
 

@@ -1,6 +1,6 @@
 """The public HTTP API, written once and served by both the monolith and the gateway.
 
-`build_app(backend_factory, config)` wires routes, limits, error handling, metrics and the
+`build_app(backend_factory, name, settings)` wires routes, limits, error handling, metrics and the
 `Server-Timing` header around a *backend*: the monolith's runs the stages in process, the gateway's
 calls them over gRPC. Everything a client can observe, except speed, is decided here.
 """
@@ -11,43 +11,31 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from servinglab import config as lab_config
-from servinglab.serving import metrics
-from servinglab.serving.openapi import openapi_document
+from servinglab.config import Settings
+from servinglab.contract import STAGES, Backend
 from servinglab.problems import PROBLEM_CONTENT_TYPE, Problem
 from servinglab.schema import input_schema
-from servinglab.validation import RawBatch, parse_json, validate_predict_request
+from servinglab.serving import metrics
+from servinglab.serving.openapi import openapi_document
+from servinglab.validation import parse_json, validate_predict_request
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PredictOutcome:
-    predictions: list[dict]
-    model: dict
-    # (metric name, milliseconds) in pipeline order; becomes Server-Timing and stage metrics.
-    # An optional third item is the entry's description (the cache's "hit 2/3"), shown as `desc`.
-    timings: list[tuple[str, float] | tuple[str, float, str]] = field(default_factory=list)
-
-
-class Backend(Protocol):
-    def predict(self, batch: RawBatch) -> PredictOutcome: ...
-
-    def describe(self) -> dict: ...
-
-    def readiness(self) -> tuple[bool, dict[str, str]]: ...
+# Where an app keeps its `Settings`: the one object every route reads its limits from.
+SETTINGS = "LAB_SETTINGS"
 
 
 def _json(body: Any, status: int = 200, content_type: str = "application/json") -> Response:
     # Compact and unsorted: the predict response is on the hot path and clients don't need pretty.
-    return Response(json.dumps(body, separators=(",", ":")), status=status, content_type=content_type)
+    return Response(
+        json.dumps(body, separators=(",", ":")), status=status, content_type=content_type
+    )
 
 
 def problem_response(problem: Problem) -> Response:
@@ -68,8 +56,11 @@ def _request_body() -> bytes:
     # what it has, silently truncated. If the body reached the limit, one more byte from the
     # server's stream tells a body of exactly the limit from a longer one, which would otherwise
     # be parsed cut short (and could even parse as a valid, different request).
-    if (request.content_length is None and len(body) >= current_app.config["MAX_CONTENT_LENGTH"]
-            and request.environ["wsgi.input"].read(1)):
+    if (
+        request.content_length is None
+        and len(body) >= current_app.config[SETTINGS].max_content_length
+        and request.environ["wsgi.input"].read(1)
+    ):
         raise RequestEntityTooLarge()
     return body
 
@@ -77,19 +68,27 @@ def _request_body() -> bytes:
 api = Blueprint("api", __name__)
 # Probes must see the truth about the process, not be shed: a shed liveness probe gets a busy
 # but healthy pod restarted, which removes capacity exactly when it is short.
-UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/readyz/local", "/metrics"})
 
 
 @api.post("/v1/predict")
 def predict() -> Response:
     started = time.perf_counter()
     if request.mimetype != "application/json":
-        raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                      f"Send the body as application/json, not {request.mimetype or 'nothing'}.")
-    config = current_app.config
-    payload = parse_json(_request_body(), config["MAX_JSON_DEPTH"])
-    batch = validate_predict_request(payload, config["MAX_INSTANCES"], max_string_chars=config["MAX_STRING_CHARS"],
-                                     max_key_chars=config["MAX_KEY_CHARS"])
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"Send the body as application/json, not {request.mimetype or 'nothing'}.",
+        )
+    settings = current_app.config[SETTINGS]
+    payload = parse_json(_request_body(), settings.max_json_depth)
+    batch = validate_predict_request(
+        payload,
+        settings.max_instances,
+        max_string_chars=settings.max_string_chars,
+        max_key_chars=settings.max_key_chars,
+    )
     validated = time.perf_counter()
     outcome = _backend().predict(batch)
     g.timings = [("validate", (validated - started) * 1000.0), *outcome.timings]
@@ -101,9 +100,10 @@ def predict() -> Response:
 def model() -> Response:
     description = dict(_backend().describe())
     description["input_schema"] = input_schema()
+    settings = current_app.config[SETTINGS]
     description["limits"] = {
-        "max_instances": current_app.config["MAX_INSTANCES"],
-        "max_body_bytes": current_app.config["MAX_CONTENT_LENGTH"],
+        "max_instances": settings.max_instances,
+        "max_body_bytes": settings.max_content_length,
     }
     return _json(description)
 
@@ -115,10 +115,27 @@ def healthz() -> Response:
 
 @api.get("/readyz")
 def readyz() -> Response:
+    """Deep readiness: the model is loaded and (gateway) every stage it calls answers SERVING."""
     ready, checks = _backend().readiness()
+    for stage, status in checks.items():
+        if stage in STAGES:
+            metrics.STAGE_UP.set((stage,), 1.0 if status == "SERVING" else 0.0)
     if not ready:
-        raise Problem(503, "not-ready", "Not ready", "A dependency is not ready; see 'checks'.", checks=checks)
+        raise Problem(
+            503, "not-ready", "Not ready", "A dependency is not ready; see 'checks'.", checks=checks
+        )
     return _json({"status": "ready", "checks": checks})
+
+
+@api.get("/readyz/local")
+def readyz_local() -> Response:
+    """Readiness of this process alone, for Kubernetes probes: it can serve; no stage is asked.
+
+    A probe of the deep /readyz would take every gateway pod out of its Service at once when one
+    stage blips, and clients would get refused connections instead of a fast 503 problem.
+    """
+    _backend()  # built on first use in each worker: the model loaded, or the stage channels made
+    return _json({"status": "ready"})
 
 
 @api.get("/metrics")
@@ -138,7 +155,7 @@ def _start_timer() -> None:
 
 def _shed_late_requests() -> None:
     """Refuse, cheaply, a request that already queued longer than HTTP_MAX_QUEUE_MS (see gunicorn_worker)."""
-    limit_ms = current_app.config["HTTP_MAX_QUEUE_MS"]
+    limit_ms = current_app.config[SETTINGS].http_max_queue_ms
     queued = request.headers.get("X-Lab-Queue-Ms")
     if not limit_ms or queued is None or request.path in UNSHED_PATHS:
         return
@@ -148,9 +165,14 @@ def _shed_late_requests() -> None:
         return  # not our worker's stamp (another worker class passes client headers through)
     if waited_ms > limit_ms:
         metrics.SHED.inc(("queue-time",))
-        raise Problem(503, "overloaded", "Server overloaded",
-                      f"The request waited {waited_ms:.0f} ms for a worker, more than the {limit_ms:g} ms limit; "
-                      "retry after the indicated delay.", headers={"Retry-After": "1"})
+        raise Problem(
+            503,
+            "overloaded",
+            "Server overloaded",
+            f"The request waited {waited_ms:.0f} ms for a worker, more than the {limit_ms:g} ms limit; "
+            "retry after the indicated delay.",
+            headers={"Retry-After": "1"},
+        )
 
 
 def _finish(response: Response) -> Response:
@@ -161,8 +183,10 @@ def _finish(response: Response) -> Response:
         for name, ms, *_ in timings:
             metrics.STAGE_SECONDS.observe((name,), ms / 1000.0)
         # desc before dur, so a reader splitting on ";dur=" still finds the number last.
-        parts = [f'{name};desc="{desc[0]}";dur={ms:.3f}' if desc else f"{name};dur={ms:.3f}"
-                 for name, ms, *desc in timings]
+        parts = [
+            f'{name};desc="{desc[0]}";dur={ms:.3f}' if desc else f"{name};dur={ms:.3f}"
+            for name, ms, *desc in timings
+        ]
         parts.append(f"total;dur={elapsed * 1000.0:.3f}")
         response.headers["Server-Timing"] = ", ".join(parts)
     metrics.REQUESTS.inc((route, request.method, str(response.status_code)))
@@ -179,8 +203,8 @@ def _http_error_handler(error: HTTPException) -> Response:
     slug = (error.name or "error").lower().replace(" ", "-")
     detail = error.description or error.name
     if error.code == 413:
-        slug, detail = "payload-too-large", (
-            f"The body is larger than the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes.")
+        limit = current_app.config[SETTINGS].max_content_length
+        slug, detail = "payload-too-large", f"The body is larger than the limit of {limit} bytes."
     response = problem_response(Problem(error.code or 500, slug, error.name, detail))
     if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
@@ -190,23 +214,35 @@ def _http_error_handler(error: HTTPException) -> Response:
 def _unexpected_handler(error: Exception) -> Response:
     # Log the traceback for operators; never send it to clients.
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return problem_response(Problem(500, "internal-error", "Internal server error",
-                                    "The server failed to handle this request; the error was logged."))
+    return problem_response(
+        Problem(
+            500,
+            "internal-error",
+            "Internal server error",
+            "The server failed to handle this request; the error was logged.",
+        )
+    )
 
 
-def build_app(backend_factory: Callable[[], Backend], name: str,
-              config: Mapping[str, Any] | None = None) -> Flask:
-    """One Flask app around a backend. The factory runs lazily, once per process, after fork."""
+def build_app(
+    backend_factory: Callable[[], Backend], name: str, settings: Settings | None = None
+) -> Flask:
+    """One Flask app around a backend. The factory runs lazily, once per process, after fork.
+
+    `settings` default to the environment's (`servinglab.config.load`).
+    """
+    settings = lab_config.load() if settings is None else settings
     app = Flask(name)
-    app.config.update(lab_config.DEFAULTS)
-    app.config.from_prefixed_env(lab_config.ENV_PREFIX)
-    app.config.update(config or {})
-    app.json.sort_keys = False
+    # Other LAB_* variables may be Flask's own options (LAB_PROPAGATE_EXCEPTIONS...).
+    app.config.update(settings.extra)
+    app.config[SETTINGS] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length  # Werkzeug refuses larger bodies
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has it
     # CPython's int parser enforces this at C speed inside json.loads, for the whole process;
     # an invalid value (1..639) raises here, at start-up.
-    sys.set_int_max_str_digits(int(app.config["MAX_INT_DIGITS"]))
+    sys.set_int_max_str_digits(settings.max_int_digits)
     # Built once: it depends only on the schema and this app's limits.
-    app.extensions["servinglab.serving.openapi"] = openapi_document(app.config)
+    app.extensions["servinglab.serving.openapi"] = openapi_document(settings)
 
     instance: list[Backend] = []
 

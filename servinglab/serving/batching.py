@@ -45,21 +45,22 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, cast
 
 import numpy as np
 
+from servinglab.config import Settings
 from servinglab.serving import metrics
 
 
 class BatchInfo(NamedTuple):
     """What a caller learns about the model call that answered it."""
 
-    requests: int         # requests whose rows went into that call
-    rows: int             # rows in that call
-    queued: bool          # False: the model was idle, so the call ran at once in the caller's thread
-    queue_wait_s: float   # this request's time from submit to the start of that call
+    requests: int  # requests whose rows went into that call
+    rows: int  # rows in that call
+    queued: bool  # False: the model was idle, so the call ran at once in the caller's thread
+    queue_wait_s: float  # this request's time from submit to the start of that call
     # Formed under load, when the worker holds a batch open for company (for whatever is left of
     # max_wait_ms); False means it went with whoever was there the moment the model was free.
     lingered: bool
@@ -84,9 +85,15 @@ class _Request:
 class MicroBatcher:
     """Thread-safe front of one model function; see the module docstring for the policy."""
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], n_features: int | None = None,
-                 max_batch_size: int = 32, max_wait_ms: float = 2.0, max_callers: int | None = None,
-                 timeout_s: float = 30.0):
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        n_features: int | None = None,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 2.0,
+        max_callers: int | None = None,
+        timeout_s: float = 30.0,
+    ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if not max_wait_ms >= 0:
@@ -108,26 +115,32 @@ class MicroBatcher:
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)      # the worker waits on this
-        self._changed = threading.Condition(self._lock)   # observers (tests) wait on this
+        self._work = threading.Condition(self._lock)  # the worker waits on this
+        self._changed = threading.Condition(self._lock)  # observers (tests) wait on this
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0
-        self._busy = False              # a model call is running, in the worker or in a caller
-        self._linger = False            # the load signal: requests piled up behind the last call
+        self._busy = False  # a model call is running, in the worker or in a caller
+        self._linger = False  # the load signal: requests piled up behind the last call
         self._observers = 0
         self._worker: threading.Thread | None = None
 
     # --- callers ---------------------------------------------------------------------------------
 
-    def submit(self, features: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, BatchInfo]:
+    def submit(
+        self, features: np.ndarray, timeout_s: float | None = None
+    ) -> tuple[np.ndarray, BatchInfo]:
         """This matrix's model output (its own rows, in order) and how its batch was formed.
 
         Raises what the model raised for the batch, ValueError for a malformed matrix (checked
         here, so one bad request cannot fail the batch it would have joined), and TimeoutError
         after `timeout_s` (default: the batcher's) queued without an answer.
         """
-        if features.ndim != 2 or (self.n_features is not None and features.shape[1] != self.n_features):
-            raise ValueError(f"expected a matrix with {self.n_features} columns, got shape {features.shape}")
+        if features.ndim != 2 or (
+            self.n_features is not None and features.shape[1] != self.n_features
+        ):
+            raise ValueError(
+                f"expected a matrix with {self.n_features} columns, got shape {features.shape}"
+            )
         if self._worker is None:
             self._start_worker()
         with self._lock:
@@ -150,7 +163,7 @@ class MicroBatcher:
         if request.error is not None:
             # The same exception object goes to every caller of the failed batch.
             raise request.error
-        return request.result, request.info
+        return cast(np.ndarray, request.result), cast(BatchInfo, request.info)
 
     def _run_alone(self, features: np.ndarray) -> tuple[np.ndarray, BatchInfo]:
         rows = features.shape[0]
@@ -186,7 +199,9 @@ class MicroBatcher:
     def _start_worker(self) -> None:
         with self._lock:
             if self._worker is None:
-                self._worker = threading.Thread(target=self._serve, name="micro-batcher", daemon=True)
+                self._worker = threading.Thread(
+                    target=self._serve, name="micro-batcher", daemon=True
+                )
                 self._worker.start()
 
     def _serve(self) -> None:
@@ -200,8 +215,11 @@ class MicroBatcher:
             while True:
                 while self._busy or not self._queue:
                     self._work.wait()
-                if (not self._linger or self._queued_rows >= self.max_batch_size
-                        or (self.max_callers is not None and len(self._queue) >= self.max_callers)):
+                if (
+                    not self._linger
+                    or self._queued_rows >= self.max_batch_size
+                    or (self.max_callers is not None and len(self._queue) >= self.max_callers)
+                ):
                     break
                 lingered = True
                 # Measured from the oldest request's arrival, so time it already spent queued
@@ -229,11 +247,15 @@ class MicroBatcher:
         output: np.ndarray | None = None
         error: BaseException | None = None
         try:
-            features = batch[0].features if len(batch) == 1 else np.concatenate([r.features for r in batch])
+            features = (
+                batch[0].features
+                if len(batch) == 1
+                else np.concatenate([r.features for r in batch])
+            )
             output = self.predict(features)
             if len(output) != rows:
                 raise RuntimeError(f"the model returned {len(output)} rows for {rows}")
-        except Exception as exc:  # noqa: BLE001 - whatever the model raised belongs to its callers
+        except Exception as exc:
             error = exc
         waits = [started - request.enqueued for request in batch]
         self._record(waits, rows)
@@ -243,7 +265,8 @@ class MicroBatcher:
         offset = 0
         for request, waited in zip(batch, waits):
             if error is None:
-                request.result = output[offset:offset + request.rows]
+                assert output is not None
+                request.result = output[offset : offset + request.rows]
                 offset += request.rows
             else:
                 request.error = error
@@ -274,31 +297,20 @@ def _reset_after_fork(reference: weakref.ref) -> None:
         batcher._reset()
 
 
-_TRUE = frozenset({"1", "true", "on", "yes"})
-_FALSE = frozenset({"0", "false", "off", "no", "", "none", "null"})
-
-
-def flag(value: Any, name: str = "BATCHING") -> bool:
-    """A boolean setting as the environment spells it: true/false, on/off, 1/0, yes/no."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return bool(value)
-    text = str(value).strip().lower() if value is not None else ""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"LAB_{name} must be on or off (true/false, 1/0), got {value!r}")
-
-
-def from_settings(predict: Callable[[np.ndarray], np.ndarray], n_features: int | None,
-                  settings: Mapping[str, Any], max_callers: int | None) -> MicroBatcher | None:
+def from_settings(
+    predict: Callable[[np.ndarray], np.ndarray],
+    n_features: int | None,
+    settings: Settings,
+    max_callers: int | None,
+) -> MicroBatcher | None:
     """The batcher `LAB_BATCHING` asks for, or None when batching is off."""
-    if not flag(settings["BATCHING"]):
+    if not settings.batching:
         return None
-    return MicroBatcher(predict, n_features,
-                        max_batch_size=int(settings["BATCH_MAX_SIZE"]),
-                        max_wait_ms=float(settings["BATCH_MAX_WAIT_MS"]),
-                        max_callers=max_callers,
-                        timeout_s=float(settings["BATCH_TIMEOUT_MS"]) / 1e3)
+    return MicroBatcher(
+        predict,
+        n_features,
+        max_batch_size=settings.batch_max_size,
+        max_wait_ms=settings.batch_max_wait_ms,
+        max_callers=max_callers,
+        timeout_s=settings.batch_timeout_ms / 1e3,
+    )

@@ -12,20 +12,21 @@ from servinglab import config as lab_config
 
 _settings = lab_config.load()
 
-bind = [_settings["HTTP_BIND"]]
-workers = int(_settings["HTTP_WORKERS"])
+bind = [_settings.http_bind]
+workers = _settings.http_workers
 # gthread, timed: the same worker, telling the app how long each request queued (load shedding).
 worker_class = {"gthread": "servinglab.serving.gunicorn_worker.QueueTimingThreadWorker"}.get(
-    _settings["HTTP_WORKER_CLASS"], _settings["HTTP_WORKER_CLASS"])
-threads = int(_settings["HTTP_THREADS"])
-timeout = int(_settings["HTTP_TIMEOUT_S"])
+    _settings.http_worker_class, _settings.http_worker_class
+)
+threads = _settings.http_threads
+timeout = _settings.http_timeout_s
 # Longer than a request's gRPC budget, so a draining worker finishes what it has started.
-graceful_timeout = int(_settings["HTTP_GRACEFUL_TIMEOUT_S"])
+graceful_timeout = _settings.http_graceful_timeout_s
 keepalive = 5
 # Bounds on the request head, set explicitly from the shared settings (see config.py).
-limit_request_line = int(_settings["HTTP_LIMIT_REQUEST_LINE"])
-limit_request_fields = int(_settings["HTTP_LIMIT_REQUEST_FIELDS"])
-limit_request_field_size = int(_settings["HTTP_LIMIT_REQUEST_FIELD_SIZE"])
+limit_request_line = _settings.http_limit_request_line
+limit_request_fields = _settings.http_limit_request_fields
+limit_request_field_size = _settings.http_limit_request_field_size
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
@@ -33,7 +34,7 @@ loglevel = "warning"
 # channels do not survive fork, and the model is small enough that sharing pages buys little.
 preload_app = False
 
-_max_body_bytes = int(_settings["MAX_CONTENT_LENGTH"])
+_max_body_bytes = _settings.max_content_length
 
 
 def pre_request(worker, req):

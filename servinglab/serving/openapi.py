@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from servinglab.serving import metrics
+from servinglab.config import Settings
 from servinglab.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from servinglab.schema import CATEGORICAL_FIELDS, CLASSES, input_schema
+from servinglab.serving import metrics
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -48,28 +49,32 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _problems(statuses: Mapping[int, str]) -> dict[str, Any]:
-    return {str(status): {"description": description,
-                          "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
-            for status, description in statuses.items()}
+    return {
+        str(status): {
+            "description": description,
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}},
+        }
+        for status, description in statuses.items()
+    }
 
 
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def instance_schema(limits: Mapping[str, Any]) -> dict[str, Any]:
+def instance_schema(limits: Settings) -> dict[str, Any]:
     """The record schema the validator enforces, with the configured string bounds added."""
     # Deep-copied: input_schema() is also published by /v1/model and must stay as it is.
     schema = copy.deepcopy(input_schema())
     # Redundant with the enums and additionalProperties, but they state the bounds the
     # validator applies when it names the error, and give fuzzers a boundary to probe.
-    schema["propertyNames"] = {"maxLength": int(limits["MAX_KEY_CHARS"])}
+    schema["propertyNames"] = {"maxLength": limits.max_key_chars}
     for field in CATEGORICAL_FIELDS:
-        schema["properties"][field.name]["maxLength"] = int(limits["MAX_STRING_CHARS"])
+        schema["properties"][field.name]["maxLength"] = limits.max_string_chars
     return schema
 
 
-def _schemas(limits: Mapping[str, Any]) -> dict[str, Any]:
+def _schemas(limits: Settings) -> dict[str, Any]:
     probability = {"type": "number", "minimum": 0, "maximum": 1}
     return {
         "Instance": instance_schema(limits),
@@ -80,12 +85,12 @@ def _schemas(limits: Mapping[str, Any]) -> dict[str, Any]:
                     "type": "array",
                     "items": _ref("Instance"),
                     "minItems": 1,
-                    "maxItems": int(limits["MAX_INSTANCES"]),
+                    "maxItems": limits.max_instances,
                 },
             },
             "required": ["instances"],
             "additionalProperties": False,
-            "propertyNames": {"maxLength": int(limits["MAX_KEY_CHARS"])},
+            "propertyNames": {"maxLength": limits.max_key_chars},
         },
         "Prediction": {
             "type": "object",
@@ -98,24 +103,32 @@ def _schemas(limits: Mapping[str, Any]) -> dict[str, Any]:
                     "additionalProperties": False,
                 },
                 "confidence": probability,
-                "uncertain": {"type": "boolean",
-                              "description": "True when the confidence is below the configured threshold."},
+                "uncertain": {
+                    "type": "boolean",
+                    "description": "True when the confidence is below the configured threshold.",
+                },
             },
             "required": ["species", "probabilities", "confidence", "uncertain"],
             "additionalProperties": False,
         },
         "ModelSummary": {
             "type": "object",
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                           "profile": {"type": "string"}},
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "profile": {"type": "string"},
+            },
             "required": ["name", "version", "profile"],
             "additionalProperties": False,
         },
         "PredictResponse": {
             "type": "object",
             "properties": {
-                "predictions": {"type": "array", "items": _ref("Prediction"),
-                                "description": "One per instance, in the order sent."},
+                "predictions": {
+                    "type": "array",
+                    "items": _ref("Prediction"),
+                    "description": "One per instance, in the order sent.",
+                },
                 "model": _ref("ModelSummary"),
             },
             "required": ["predictions", "model"],
@@ -125,7 +138,11 @@ def _schemas(limits: Mapping[str, Any]) -> dict[str, Any]:
             "type": "object",
             "description": "RFC 9457 problem details.",
             "properties": {
-                "type": {"type": "string", "format": "uri", "pattern": f"^{TYPE_PREFIX}[a-z0-9-]+$"},
+                "type": {
+                    "type": "string",
+                    "format": "uri",
+                    "pattern": f"^{TYPE_PREFIX}[a-z0-9-]+$",
+                },
                 "title": {"type": "string"},
                 "status": {"type": "integer", "minimum": 400, "maximum": 599},
                 "detail": {"type": "string"},
@@ -134,13 +151,18 @@ def _schemas(limits: Mapping[str, Any]) -> dict[str, Any]:
                     "description": "Per-instance errors of a 422, the first few only.",
                     "items": {
                         "type": "object",
-                        "properties": {"instance": {"type": "integer", "minimum": 0},
-                                       "field": {"type": ["string", "null"]},
-                                       "message": {"type": "string"}},
+                        "properties": {
+                            "instance": {"type": "integer", "minimum": 0},
+                            "field": {"type": ["string", "null"]},
+                            "message": {"type": "string"},
+                        },
                         "required": ["instance", "field", "message"],
                     },
                 },
-                "limit": {"type": "integer", "description": "The limit that was exceeded, where one was."},
+                "limit": {
+                    "type": "integer",
+                    "description": "The limit that was exceeded, where one was.",
+                },
                 "checks": {"type": "object", "additionalProperties": {"type": "string"}},
             },
             "required": ["type", "title", "status", "detail"],
@@ -148,15 +170,15 @@ def _schemas(limits: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
+def openapi_document(limits: Settings) -> dict[str, Any]:
     """The whole document for an app whose settings (limits included) are `limits`."""
     bounds = {
-        "max_body_bytes": int(limits["MAX_CONTENT_LENGTH"]),
-        "max_instances": int(limits["MAX_INSTANCES"]),
-        "max_json_depth": int(limits["MAX_JSON_DEPTH"]),
-        "max_int_digits": int(limits["MAX_INT_DIGITS"]),
-        "max_string_chars": int(limits["MAX_STRING_CHARS"]),
-        "max_key_chars": int(limits["MAX_KEY_CHARS"]),
+        "max_body_bytes": limits.max_content_length,
+        "max_instances": limits.max_instances,
+        "max_json_depth": limits.max_json_depth,
+        "max_int_digits": limits.max_int_digits,
+        "max_string_chars": limits.max_string_chars,
+        "max_key_chars": limits.max_key_chars,
     }
     metrics_media_type = metrics.CONTENT_TYPE.split(";")[0]
     return {
@@ -164,8 +186,10 @@ def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
         "info": {
             "title": "servinglab penguin species API",
             "version": _version(),
-            "description": ("Predicts penguin species from measurements. The monolith and the microservices "
-                            "gateway serve this same API. Every error is an RFC 9457 problem."),
+            "description": (
+                "Predicts penguin species from measurements. The monolith and the microservices "
+                "gateway serve this same API. Every error is an RFC 9457 problem."
+            ),
             # Bounds with no JSON Schema keyword (body bytes, depth, digits) are stated here.
             "x-limits": bounds,
         },
@@ -176,13 +200,17 @@ def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
                     "summary": "Predict the species of each instance",
                     "requestBody": {
                         "required": True,
-                        "description": (f"At most {bounds['max_body_bytes']} bytes, arrays and objects nested "
-                                        f"at most {bounds['max_json_depth']} deep, integers of at most "
-                                        f"{bounds['max_int_digits']} digits."),
+                        "description": (
+                            f"At most {bounds['max_body_bytes']} bytes, arrays and objects nested "
+                            f"at most {bounds['max_json_depth']} deep, integers of at most "
+                            f"{bounds['max_int_digits']} digits."
+                        ),
                         "content": {"application/json": {"schema": _ref("PredictRequest")}},
                     },
                     "responses": {
-                        "200": _json_response("One prediction per instance.", _ref("PredictResponse")),
+                        "200": _json_response(
+                            "One prediction per instance.", _ref("PredictResponse")
+                        ),
                         **_problems(PREDICT_PROBLEMS),
                     },
                 },
@@ -192,21 +220,26 @@ def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
                     "operationId": "describeModel",
                     "summary": "The served model's metadata, input schema and request limits",
                     "responses": {
-                        "200": _json_response("Model metadata.", {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string"},
-                                "version": {"type": "string"},
-                                "input_schema": {"type": "object"},
-                                "limits": {
-                                    "type": "object",
-                                    "properties": {"max_instances": {"type": "integer"},
-                                                   "max_body_bytes": {"type": "integer"}},
-                                    "required": ["max_instances", "max_body_bytes"],
+                        "200": _json_response(
+                            "Model metadata.",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "version": {"type": "string"},
+                                    "input_schema": {"type": "object"},
+                                    "limits": {
+                                        "type": "object",
+                                        "properties": {
+                                            "max_instances": {"type": "integer"},
+                                            "max_body_bytes": {"type": "integer"},
+                                        },
+                                        "required": ["max_instances", "max_body_bytes"],
+                                    },
                                 },
+                                "required": ["name", "version", "input_schema", "limits"],
                             },
-                            "required": ["name", "version", "input_schema", "limits"],
-                        }),
+                        ),
                         **_problems(BACKEND_PROBLEMS),
                     },
                 },
@@ -215,8 +248,16 @@ def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
                 "get": {
                     "operationId": "healthz",
                     "summary": "Liveness: the process answers",
-                    "responses": {"200": _json_response("Alive.", {
-                        "type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]})},
+                    "responses": {
+                        "200": _json_response(
+                            "Alive.",
+                            {
+                                "type": "object",
+                                "properties": {"status": {"const": "ok"}},
+                                "required": ["status"],
+                            },
+                        )
+                    },
                 },
             },
             "/readyz": {
@@ -224,13 +265,38 @@ def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
                     "operationId": "readyz",
                     "summary": "Readiness: the model (or every stage) can serve",
                     "responses": {
-                        "200": _json_response("Ready.", {
-                            "type": "object",
-                            "properties": {"status": {"const": "ready"},
-                                           "checks": {"type": "object", "additionalProperties": {"type": "string"}}},
-                            "required": ["status", "checks"],
-                        }),
+                        "200": _json_response(
+                            "Ready.",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "status": {"const": "ready"},
+                                    "checks": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "string"},
+                                    },
+                                },
+                                "required": ["status", "checks"],
+                            },
+                        ),
                         **_problems({503: "A dependency is not ready; see `checks`."}),
+                    },
+                },
+            },
+            "/readyz/local": {
+                "get": {
+                    "operationId": "readyzLocal",
+                    "summary": "Readiness of this process alone (the Kubernetes probe): "
+                    "it can serve; no stage is asked",
+                    "responses": {
+                        "200": _json_response(
+                            "This process can serve.",
+                            {
+                                "type": "object",
+                                "properties": {"status": {"const": "ready"}},
+                                "required": ["status"],
+                            },
+                        )
                     },
                 },
             },
@@ -238,8 +304,12 @@ def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics, summed over worker processes",
-                    "responses": {"200": {"description": "Prometheus text format 0.0.4.",
-                                          "content": {metrics_media_type: {"schema": {"type": "string"}}}}},
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format 0.0.4.",
+                            "content": {metrics_media_type: {"schema": {"type": "string"}}},
+                        }
+                    },
                 },
             },
             "/openapi.json": {
@@ -247,8 +317,10 @@ def openapi_document(limits: Mapping[str, Any]) -> dict[str, Any]:
                     "operationId": "openapi",
                     "summary": "This document",
                     "responses": {
-                        "200": _json_response("The OpenAPI document.", {
-                            "type": "object", "required": ["openapi", "info", "paths"]}),
+                        "200": _json_response(
+                            "The OpenAPI document.",
+                            {"type": "object", "required": ["openapi", "info", "paths"]},
+                        ),
                         **_problems(SHED_PROBLEM),
                     },
                 },

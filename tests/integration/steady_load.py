@@ -18,7 +18,7 @@ import requests
 class Answer:
     started: float
     latency_s: float
-    status: int            # 0: no HTTP answer (connection refused or reset)
+    status: int  # 0: no HTTP answer (connection refused or reset)
     content_type: str
     body: dict | None
     instance_index: int
@@ -35,7 +35,9 @@ class SteadyLoad:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(self.threads)]
+        self._workers = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(self.threads)
+        ]
 
     def _run(self, worker: int) -> None:
         session = requests.Session()
@@ -45,15 +47,25 @@ class SteadyLoad:
             index += self.threads
             started = time.monotonic()
             try:
-                response = session.post(self.url + "/v1/predict", json={"instances": [self.instances[position]]},
-                                        timeout=self.timeout_s)
-                status, content_type = response.status_code, response.headers.get("Content-Type", "")
+                response = session.post(
+                    self.url + "/v1/predict",
+                    json={"instances": [self.instances[position]]},
+                    timeout=self.timeout_s,
+                )
+                status, content_type = (
+                    response.status_code,
+                    response.headers.get("Content-Type", ""),
+                )
                 body = response.json() if "json" in content_type else None
             except requests.RequestException:
                 status, content_type, body = 0, "", None
                 session = requests.Session()
             with self._lock:
-                self.answers.append(Answer(started, time.monotonic() - started, status, content_type, body, position))
+                self.answers.append(
+                    Answer(
+                        started, time.monotonic() - started, status, content_type, body, position
+                    )
+                )
 
     def __enter__(self) -> SteadyLoad:
         for worker in self._workers:

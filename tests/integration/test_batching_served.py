@@ -23,8 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from servinglab.model.artifact import load_artifact
+from benchmarks.measure import servertiming
 from lab.launch import launch
+from servinglab.model.artifact import load_artifact
 from servinglab.model.pipeline import ServingPipeline
 from servinglab.validation import validate_instances
 
@@ -36,8 +37,13 @@ ROUNDS = 3
 # Processes publish their metrics once a second (metrics.FLUSH_INTERVAL_S); this is the most a
 # scrape may lag behind the inference service, with room for a loaded machine.
 METRICS_DEADLINE_S = 15.0
-BATCHING_SETTINGS = {"BATCHING": True, "HTTP_THREADS": 8, "HTTP_WORKERS": 1, "BATCH_MAX_SIZE": 32,
-                     "BATCH_MAX_WAIT_MS": 2}
+BATCHING_SETTINGS = {
+    "BATCHING": True,
+    "HTTP_THREADS": 8,
+    "HTTP_WORKERS": 1,
+    "BATCH_MAX_SIZE": 32,
+    "BATCH_MAX_WAIT_MS": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +53,21 @@ def unbatched(models_root) -> ServingPipeline:
 
 @pytest.fixture(scope="module", params=["monolith", "microservices"])
 def batching_deployment(request, models_root, tmp_path_factory):
-    with launch(request.param, settings={"MODEL_DIR": models_root, "MODEL_PROFILE": PROFILE, **BATCHING_SETTINGS},
-                log_dir=tmp_path_factory.mktemp(f"{request.param}-batching-logs")) as deployment:
+    with launch(
+        request.param,
+        settings={"MODEL_DIR": models_root, "MODEL_PROFILE": PROFILE, **BATCHING_SETTINGS},
+        log_dir=tmp_path_factory.mktemp(f"{request.param}-batching-logs"),
+    ) as deployment:
         yield deployment
 
 
 def rows_with_gaps(held_out: list[dict]) -> list[dict]:
     """Held-out birds as they are, and with measurements and categories missing."""
-    return [*held_out,
-            *({**record, "sex": None, "body_mass_g": None} for record in held_out[:40]),
-            *({**record, "island": None, "flipper_length_mm": None} for record in held_out[40:80])]
+    return [
+        *held_out,
+        *({**record, "sex": None, "body_mass_g": None} for record in held_out[:40]),
+        *({**record, "island": None, "flipper_length_mm": None} for record in held_out[40:80]),
+    ]
 
 
 def predict_concurrently(url: str, rows: list[dict]) -> list[tuple[dict, str]]:
@@ -83,7 +94,9 @@ def predict_concurrently(url: str, rows: list[dict]) -> list[tuple[dict, str]]:
 def batch_histogram(text: str) -> dict[str, float]:
     """`lab_batch_requests` buckets (cumulative, by upper bound) plus _sum and _count."""
     values = {}
-    for match in re.finditer(r'^lab_batch_requests_bucket\{le="([^"]+)"\} (\S+)$', text, re.MULTILINE):
+    for match in re.finditer(
+        r'^lab_batch_requests_bucket\{le="([^"]+)"\} (\S+)$', text, re.MULTILINE
+    ):
         values[match.group(1)] = float(match.group(2))
     for part in ("sum", "count"):
         match = re.search(rf"^lab_batch_requests_{part} (\S+)$", text, re.MULTILINE)
@@ -101,24 +114,36 @@ def settled_histogram(url: str, requests_sent: int) -> dict[str, float]:
         time.sleep(0.2)  # polling for the next once-a-second flush, not waiting for an event
 
 
-def test_concurrent_single_row_requests_are_batched_and_answer_as_unbatched(batching_deployment, unbatched,
-                                                                            held_out):
+def test_concurrent_single_row_requests_are_batched_and_answer_as_unbatched(
+    batching_deployment, unbatched, held_out
+):
     distinct = rows_with_gaps(held_out)
     rows = distinct * ROUNDS
     answers = predict_concurrently(batching_deployment.url, rows)
 
     # Each row alone through the in-process pipeline, as JSON would carry it: floats compare exactly.
-    alone = [json.loads(json.dumps(unbatched.predict(validate_instances([row]))[0])) for row in distinct]
+    alone = [
+        json.loads(json.dumps(unbatched.predict(validate_instances([row]))[0])) for row in distinct
+    ]
     expected = alone * ROUNDS
-    mismatches = [index for index, ((answer, _), want) in enumerate(zip(answers, expected)) if answer != want]
-    assert not mismatches, f"{len(mismatches)} rows differ from the unbatched pipeline, first {rows[mismatches[0]]}"
+    mismatches = [
+        index for index, ((answer, _), want) in enumerate(zip(answers, expected)) if answer != want
+    ]
+    assert not mismatches, (
+        f"{len(mismatches)} rows differ from the unbatched pipeline, first {rows[mismatches[0]]}"
+    )
     # Batching adds no timing names: the wait for the batch is inside `infer`.
-    assert all(re.findall(r"(\w[\w-]*);dur=", timing).count("infer") == 1 for _, timing in answers)
+    assert all(
+        [name for name, fields in servertiming.parse(timing) if "dur" in fields].count("infer") == 1
+        for _, timing in answers
+    )
 
     histogram = settled_histogram(batching_deployment.url, len(rows))
     # Every request answered by exactly one model call: nothing lost, nothing computed twice.
     assert histogram["sum"] == len(rows), histogram
     multi_request_calls = histogram["count"] - histogram["1"]
-    print(f"\n{batching_deployment.architecture}: {len(rows)} requests in {histogram['count']:g} model calls, "
-          f"{multi_request_calls:g} of them serving several; cumulative buckets {histogram}")
+    print(
+        f"\n{batching_deployment.architecture}: {len(rows)} requests in {histogram['count']:g} model calls, "
+        f"{multi_request_calls:g} of them serving several; cumulative buckets {histogram}"
+    )
     assert multi_request_calls > 0, f"no model call served more than one request: {histogram}"

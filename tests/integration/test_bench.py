@@ -21,9 +21,25 @@ SHORT = ["--quick", "--reps", "1", "--step-seconds", "2", "--probe-seconds", "2"
 
 
 def test_short_benchmark_writes_valid_results_and_reports(tmp_path, models_root):
-    result = subprocess.run([sys.executable, "-m", "benchmarks.runner", *SHORT, "--out", str(tmp_path),
-                             "--label", "ci", "--models", str(models_root)],
-                            check=False, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            *SHORT,
+            "--out",
+            str(tmp_path),
+            "--label",
+            "ci",
+            "--models",
+            str(models_root),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = (tmp_path / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
@@ -33,7 +49,9 @@ def test_short_benchmark_writes_valid_results_and_reports(tmp_path, models_root)
     for name, architecture in results["architectures"].items():
         assert len(architecture["levels"]) >= 2
         assert all(level["requests"] > 0 for level in architecture["levels"])
-        assert {p["name"] for p in architecture["processes"]} >= {f"gunicorn-{'monolith' if name == 'monolith' else 'gateway'}"}
+        assert {p["name"] for p in architecture["processes"]} >= {
+            f"gunicorn-{'monolith' if name == 'monolith' else 'gateway'}"
+        }
         assert architecture["stages_ms"]["infer"] > 0
     assert "hop_infer" in results["architectures"]["microservices"]["stages_ms"]
     assert "hop_infer" not in results["architectures"]["monolith"]["stages_ms"]
@@ -45,10 +63,27 @@ def test_short_benchmark_writes_valid_results_and_reports(tmp_path, models_root)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_interrupting_a_benchmark_leaves_no_process(stop_signal, tmp_path, models_root, watch_output):
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.runner", *SHORT, "--out", str(tmp_path),
-                                "--archs", "microservices", "--models", str(models_root)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+def test_interrupting_a_benchmark_leaves_no_process(
+    stop_signal, tmp_path, models_root, watch_output
+):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            *SHORT,
+            "--out",
+            str(tmp_path),
+            "--archs",
+            "microservices",
+            "--models",
+            str(models_root),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         watcher = watch_output(process)
         watcher.wait_for("ladder", timeout_s=120)  # a step is now running
@@ -70,24 +105,42 @@ def test_interrupting_a_benchmark_leaves_no_process(stop_signal, tmp_path, model
 def test_report_regenerates_from_results_alone(tmp_path):
     fixture = ROOT / "tests" / "fixtures" / "results_small.json"
     (tmp_path / "results.json").write_text(fixture.read_text())
-    result = subprocess.run([sys.executable, "-m", "benchmarks.report", str(tmp_path)], check=False, capture_output=True,
-                            text=True, cwd=ROOT, timeout=120, env={**os.environ})
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ},
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.html").exists()
 
 
-@pytest.mark.parametrize("arguments, needle", [
-    (["--target", "kind", "--archs", "monolith"], "--endpoint and --namespace for monolith"),
-    (["--target", "docker"], "Docker engine"),
-])
+@pytest.mark.parametrize(
+    "arguments, needle",
+    [
+        (["--target", "kind", "--archs", "monolith"], "--endpoint and --namespace for monolith"),
+        (["--target", "docker"], "Docker engine"),
+    ],
+)
 def test_unavailable_targets_fail_fast_with_a_reason(arguments, needle, tmp_path):
     """Here there is no engine and no cluster; elsewhere the same call would start benchmarking."""
     from lab import images
 
     if "docker" in arguments and images.engine_available()[0]:
-        pytest.skip("a Docker engine answers on this machine, so the docker target would really run")
-    result = subprocess.run([sys.executable, "-m", "benchmarks.runner", *arguments, "--out", str(tmp_path)],
-                            check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        pytest.skip(
+            "a Docker engine answers on this machine, so the docker target would really run"
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", *arguments, "--out", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 3, result.stdout + result.stderr
     assert needle in result.stderr
     assert not list(tmp_path.iterdir()), "nothing should be written when the target is unavailable"
@@ -98,17 +151,50 @@ def test_short_sweep_writes_valid_json_charts_and_a_conclusion(tmp_path, models_
     from benchmarks import knobs, sweep
 
     # Only what this test sets: make exports every knob, possibly set by whoever runs the suite.
-    names = {knob.variable for knob in knobs.KNOBS} | {"SWEEP", "SWEEP_VALUES", "QUICK", "REPS", "LABEL"}
+    names = {knob.variable for knob in knobs.KNOBS} | {
+        "SWEEP",
+        "SWEEP_VALUES",
+        "QUICK",
+        "REPS",
+        "LABEL",
+    }
     env = {key: value for key, value in os.environ.items() if key not in names}
-    result = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--knob", "cache_rate", "--values", "0.9 0",
-                             "--cache", "local", "--reps", "1", "--step-seconds", "2", "--probe-seconds", "2",
-                             "--out", str(tmp_path), "--models", str(models_root)],
-                            check=False, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.sweep",
+            "--knob",
+            "cache_rate",
+            "--values",
+            "0.9 0",
+            "--cache",
+            "local",
+            "--reps",
+            "1",
+            "--step-seconds",
+            "2",
+            "--probe-seconds",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--models",
+            str(models_root),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     sweep_dir = (tmp_path / "latest-sweep").resolve()
     doc = json.loads((sweep_dir / "sweep.json").read_text())
     assert sweep.validation_errors(doc) == []
-    assert doc["knob"]["values"] == ["0", "0.9"] and doc["run"]["complete"] is True  # numeric: sorted
+    assert (
+        doc["knob"]["values"] == ["0", "0.9"] and doc["run"]["complete"] is True
+    )  # numeric: sorted
     assert doc["run"]["quick"] is True and doc["run"]["knobs"]["cache"] == "local"
     assert [point["value"] for point in doc["points"]] == ["0", "0.9"]
     for point in doc["points"]:

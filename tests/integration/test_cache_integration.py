@@ -19,14 +19,15 @@ import pytest
 import redis
 import requests
 
-from servinglab.serving import metrics
-from servinglab.model.artifact import load_artifact, set_current
-from lab.redis import redis_server
-from servinglab.serving.cache import BREAKER_OPEN_S, make_store
-from servinglab.config import DEFAULTS
+from benchmarks.measure import servertiming
 from lab.launch import launch
-from servinglab.model.pipeline import ServingPipeline
+from lab.redis import redis_server
 from lab.supervisor import Supervisor
+from servinglab import config as lab_config
+from servinglab.model.artifact import load_artifact, set_current
+from servinglab.model.pipeline import ServingPipeline
+from servinglab.serving import metrics
+from servinglab.serving.stores import BREAKER_OPEN_S, make_store
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration
@@ -39,15 +40,20 @@ CONFIGS = {
     "monolith-redis": ("monolith", {"CACHE": "redis", "HTTP_WORKERS": 2}, "monolith"),
     "microservices-local": ("microservices", {"CACHE": "local", "HTTP_WORKERS": 1}, "gateway"),
     "microservices-redis": ("microservices", {"CACHE": "redis", "HTTP_WORKERS": 2}, "gateway"),
-    "microservices-inference-redis": ("microservices", {"CACHE": "redis", "CACHE_PLACEMENT": "inference",
-                                                         "HTTP_WORKERS": 2}, "inference"),
+    "microservices-inference-redis": (
+        "microservices",
+        {"CACHE": "redis", "CACHE_PLACEMENT": "inference", "HTTP_WORKERS": 2},
+        "inference",
+    ),
 }
-CACHE_ENTRY = re.compile(r'(?:^|, )cache;desc="([^"]*)";dur=([0-9.]+)')
 
 
 def cache_desc(response) -> str | None:
-    match = CACHE_ENTRY.search(response.headers.get("Server-Timing", ""))
-    return match.group(1) if match else None
+    """The `desc` of the response's `cache` Server-Timing entry (which also carries a duration)."""
+    for name, fields in servertiming.parse(response.headers.get("Server-Timing", "")):
+        if name == "cache" and "desc" in fields and "dur" in fields:
+            return fields["desc"]
+    return None
 
 
 def cache_counts(http, url: str, placement: str) -> dict[str, float]:
@@ -60,7 +66,9 @@ def cache_counts(http, url: str, placement: str) -> dict[str, float]:
     return counts
 
 
-def wait_for_counts(http, url: str, placement: str, done, timeout_s: float = 10.0) -> dict[str, float]:
+def wait_for_counts(
+    http, url: str, placement: str, done, timeout_s: float = 10.0
+) -> dict[str, float]:
     """Poll /metrics until `done(counts)`; other processes publish theirs once a second."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -82,10 +90,12 @@ def test_redis_round_trip_through_the_supervised_server(tmp_path):
         supervisor.wait_ready([process], timeout_s=30)
         assert url == f"unix://{tmp_path.resolve()}/redis.sock"
         raw = redis.Redis.from_url(url)
-        assert raw.config_get("port") == {"port": "0"}          # no TCP listener at all
+        assert raw.config_get("port") == {"port": "0"}  # no TCP listener at all
         assert raw.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
         assert raw.config_get("save") == {"save": ""}
-        settings = {**DEFAULTS, "CACHE": "redis", "CACHE_URL": url, "CACHE_TTL_S": 30}
+        settings = lab_config.load(
+            environ={}, overrides={"CACHE": "redis", "CACHE_URL": url, "CACHE_TTL_S": 30}
+        )
         store = make_store(settings, "round-trip")
         value = {"species": "Gentoo", "probabilities": {"Adelie": 0.1 + 0.2, "Gentoo": 1e-300}}
         store.set_many([("k1", value), ("k2", [1, 2])])
@@ -96,18 +106,22 @@ def test_redis_round_trip_through_the_supervised_server(tmp_path):
         os.kill(process.pid, signal.SIGKILL)
         process.popen.wait(timeout=10)
         started = time.perf_counter()
-        assert store.get_many(["k1"]) is None                     # an outage is "unavailable", not an error
+        assert store.get_many(["k1"]) is None  # an outage is "unavailable", not an error
         assert time.perf_counter() - started < 1.0
         assert metrics.CACHE_ERRORS.values[("round-trip", "get")] == 1
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_cached_answers_equal_uncached_ones_and_repeats_hit(config, models_root, tmp_path, http, held_out, pipeline):
+def test_cached_answers_equal_uncached_ones_and_repeats_hit(
+    config, models_root, tmp_path, http, held_out, pipeline
+):
     architecture, settings, placement = CONFIGS[config]
     instances = held_out
     # Birds never seen before: the held-out years are 2007-2009.
     fresh = [{**record, "year": 2020 + i} for i, record in enumerate(held_out[:10])]
-    with launch(architecture, settings={"MODEL_DIR": models_root, **settings}, log_dir=tmp_path / "logs") as deployment:
+    with launch(
+        architecture, settings={"MODEL_DIR": models_root, **settings}, log_dir=tmp_path / "logs"
+    ) as deployment:
         assert (deployment.redis is not None) == (settings["CACHE"] == "redis")
         if deployment.redis is not None:
             # One Redis URL, a socket in the run directory, handed to every server process.
@@ -117,11 +131,15 @@ def test_cached_answers_equal_uncached_ones_and_repeats_hit(config, models_root,
         for round_ in ("first", "repeat"):
             for record in instances:
                 response = predict(http, deployment.url, [record])
-                assert response.json()["predictions"] == pipeline.predict(validate_instances([record]))
+                assert response.json()["predictions"] == pipeline.predict(
+                    validate_instances([record])
+                )
                 if placement != "inference":
                     assert cache_desc(response) == ("hit 0/1" if round_ == "first" else "hit 1/1")
                 else:
-                    assert cache_desc(response) is None  # the gateway does not see inference's cache
+                    assert (
+                        cache_desc(response) is None
+                    )  # the gateway does not see inference's cache
         # One request mixing known and new birds, new ones twice: order kept, every answer exact.
         mixed = [fresh[0], *instances[:20], *fresh, instances[5], fresh[0]]
         response = predict(http, deployment.url, mixed)
@@ -132,8 +150,9 @@ def test_cached_answers_equal_uncached_ones_and_repeats_hit(config, models_root,
         # Counted per instance sent: every copy of a new bird is a miss, though computed once.
         hits = len(instances) + 21
         lookups = 2 * len(instances) + len(mixed)
-        counts = wait_for_counts(http, deployment.url, placement,
-                                 lambda c: c["hit"] + c["miss"] >= lookups)
+        counts = wait_for_counts(
+            http, deployment.url, placement, lambda c: c["hit"] + c["miss"] >= lookups
+        )
         assert counts["hit"] + counts["miss"] == lookups
         assert counts["hit"] == hits
         assert counts["errors"] == counts["skipped"] == 0
@@ -146,7 +165,11 @@ def pipeline_at(root: Path, version: str) -> ServingPipeline:
 
 def differing_birds(held_out, old: ServingPipeline, new: ServingPipeline, count: int) -> list[dict]:
     """Birds the two versions answer differently (probabilities differ in some digits at least)."""
-    birds = [r for r in held_out if old.predict(validate_instances([r])) != new.predict(validate_instances([r]))]
+    birds = [
+        r
+        for r in held_out
+        if old.predict(validate_instances([r])) != new.predict(validate_instances([r]))
+    ]
     assert len(birds) >= count
     return birds[:count]
 
@@ -163,21 +186,28 @@ def test_a_shared_redis_never_serves_one_version_to_another(two_versions, tmp_pa
             for version in (old, new):
                 set_current(root / "linear", version)
                 reference = pipeline_at(root, version)
-                with launch("monolith", settings=settings, log_dir=tmp_path / version) as deployment:
-                    assert deployment.redis is None  # CACHE_URL given: launch starts no Redis of its own
+                with launch(
+                    "monolith", settings=settings, log_dir=tmp_path / version
+                ) as deployment:
+                    assert (
+                        deployment.redis is None
+                    )  # CACHE_URL given: launch starts no Redis of its own
                     for attempt in ("hit 0/1", "hit 1/1"):
                         for bird in birds:
                             response = predict(http, deployment.url, [bird])
                             assert response.json()["model"]["version"] == version
-                            assert response.json()["predictions"] == reference.predict(validate_instances([bird]))
+                            assert response.json()["predictions"] == reference.predict(
+                                validate_instances([bird])
+                            )
                             assert cache_desc(response) == attempt
             assert len(redis.Redis.from_url(url).keys(f"*:{old}:*")) == len(birds)
         finally:
             set_current(root / "linear", old)
 
 
-def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(two_versions, tmp_path, http,
-                                                                              held_out):
+def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(
+    two_versions, tmp_path, http, held_out
+):
     """All requests hit, yet the gateway moves to the new version within CACHE_VERSION_REFRESH_MS.
 
     Two inference replicas are rolled to the new version while a client keeps asking for cached
@@ -188,11 +218,21 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(two
     root, old, new = two_versions
     references = {old: pipeline_at(root, old), new: pipeline_at(root, new)}
     birds = differing_birds(held_out, references[old], references[new], 3)
-    expected = {(version, i): pipeline.predict(validate_instances([bird]))
-                for version, pipeline in references.items() for i, bird in enumerate(birds)}
+    expected = {
+        (version, i): pipeline.predict(validate_instances([bird]))
+        for version, pipeline in references.items()
+        for i, bird in enumerate(birds)
+    }
     refresh_ms = 300
-    settings = {"MODEL_DIR": root, "CACHE": "redis", "HTTP_WORKERS": 2, "CACHE_VERSION_REFRESH_MS": refresh_ms}
-    answers: list[tuple[float, int, int, str | None, str | None]] = []  # (time, bird, status, version, desc)
+    settings = {
+        "MODEL_DIR": root,
+        "CACHE": "redis",
+        "HTTP_WORKERS": 2,
+        "CACHE_VERSION_REFRESH_MS": refresh_ms,
+    }
+    answers: list[
+        tuple[float, int, int, str | None, str | None]
+    ] = []  # (time, bird, status, version, desc)
 
     def ask(session, url: str, index: int) -> None:
         response = session.post(url + "/v1/predict", json={"instances": [birds[index]]})
@@ -201,11 +241,14 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(two
             body = response.json()
             version = body["model"]["version"]
             assert body["predictions"] == expected[(version, index)], f"{version} answered wrongly"
-        answers.append((time.monotonic(), index, response.status_code, version, cache_desc(response)))
+        answers.append(
+            (time.monotonic(), index, response.status_code, version, cache_desc(response))
+        )
 
     try:
-        with launch("microservices", settings=settings, replicas={"inference": 2},
-                    log_dir=tmp_path / "logs") as deployment:
+        with launch(
+            "microservices", settings=settings, replicas={"inference": 2}, log_dir=tmp_path / "logs"
+        ) as deployment:
             for expected_desc in ("hit 0/1", "hit 1/1"):
                 for bird in birds:
                     assert cache_desc(predict(http, deployment.url, [bird])) == expected_desc
@@ -222,14 +265,19 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(two
                             # Paced (not a synchronisation): an unpaced client would take the
                             # CPU the restarting replicas need on a two-core machine.
                             stop.wait(0.01)
-                except (AssertionError, requests.RequestException) as error:  # reported by the main thread
+                except (
+                    AssertionError,
+                    requests.RequestException,
+                ) as error:  # reported by the main thread
                     failures.append(error)
 
             client = threading.Thread(target=keep_asking, daemon=True)
             client.start()
             try:
                 set_current(root / "linear", new)
-                deployment.rolling_restart("inference")  # preprocess follows via the version trailer
+                deployment.rolling_restart(
+                    "inference"
+                )  # preprocess follows via the version trailer
             finally:
                 stop.set()
                 client.join(timeout=30)
@@ -245,20 +293,23 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(two
         assert {a[3] for a in after} <= {old, new} and all(a[2] == 200 for a in after)
         stale = [a[0] - switched for a in after if a[3] == old]
         new_hits = sum(1 for a in after if a[3] == new and a[4] == "hit 1/1")
-        print(f"\nduring the rollout: {len(during)} answers, statuses {sorted({a[2] for a in during})}; "
-              f"after: old answers for {max(stale, default=0) * 1e3:.0f} ms (bound {refresh_ms} ms), "
-              f"{new_hits}/{len(after)} new-version answers were hits")
+        print(
+            f"\nduring the rollout: {len(during)} answers, statuses {sorted({a[2] for a in during})}; "
+            f"after: old answers for {max(stale, default=0) * 1e3:.0f} ms (bound {refresh_ms} ms), "
+            f"{new_hits}/{len(after)} new-version answers were hits"
+        )
         # Margin: a Describe and a request in flight when the interval ran out, on a busy machine.
         assert max(stale, default=0.0) <= refresh_ms / 1e3 + 0.3
         # The new version's answers are cached too (one shared Redis): the last round is all hits.
-        assert [(a[3], a[4]) for a in after[-len(birds):]] == [(new, "hit 1/1")] * len(birds)
+        assert [(a[3], a[4]) for a in after[-len(birds) :]] == [(new, "hit 1/1")] * len(birds)
     finally:
         set_current(root / "linear", old)
 
 
 @pytest.mark.parametrize("architecture", ["monolith", "microservices"])
-def test_a_dead_redis_costs_the_cache_not_the_service(architecture, models_root, tmp_path, http, held_out,
-                                                      pipeline):
+def test_a_dead_redis_costs_the_cache_not_the_service(
+    architecture, models_root, tmp_path, http, held_out, pipeline
+):
     placement = "monolith" if architecture == "monolith" else "gateway"
     settings = {"MODEL_DIR": models_root, "CACHE": "redis", "HTTP_WORKERS": 2}
     with launch(architecture, settings=settings, log_dir=tmp_path / "logs") as deployment:
@@ -272,16 +323,22 @@ def test_a_dead_redis_costs_the_cache_not_the_service(architecture, models_root,
         started = time.monotonic()
         for record in held_out[:30]:
             response = predict(http, deployment.url, [record, bird])
-            assert response.json()["predictions"] == pipeline.predict(validate_instances([record, bird]))
+            assert response.json()["predictions"] == pipeline.predict(
+                validate_instances([record, bird])
+            )
             requests_sent += 1
         elapsed = time.monotonic() - started
-        counts = wait_for_counts(http, deployment.url, placement, lambda c: c["skipped"] >= 2 * requests_sent)
+        counts = wait_for_counts(
+            http, deployment.url, placement, lambda c: c["skipped"] >= 2 * requests_sent
+        )
         assert counts["skipped"] == 2 * requests_sent
         # The breaker: each worker tries Redis about once per BREAKER_OPEN_S, not once per request.
         assert 1 <= counts["errors"] <= 2 * (1 + elapsed / BREAKER_OPEN_S)
         assert counts["errors"] < requests_sent
-        print(f"\n{architecture}: {counts['errors']:.0f} Redis errors for {requests_sent} requests "
-              f"in {elapsed:.2f} s with Redis dead")
+        print(
+            f"\n{architecture}: {counts['errors']:.0f} Redis errors for {requests_sent} requests "
+            f"in {elapsed:.2f} s with Redis dead"
+        )
 
         # Redis back (empty: no persistence): within a breaker interval the cache works again.
         deployment.redis = deployment.supervisor.start(deployment.redis.spec)
@@ -289,4 +346,3 @@ def test_a_dead_redis_costs_the_cache_not_the_service(architecture, models_root,
         deadline = time.monotonic() + 10 * BREAKER_OPEN_S
         while cache_desc(predict(http, deployment.url, [bird])) != "hit 1/1":
             assert time.monotonic() < deadline, "the cache never came back after Redis did"
-

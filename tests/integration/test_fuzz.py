@@ -48,15 +48,17 @@ SEED = 20240611
 
 
 def _config(**phases: bool) -> schemathesis.Config:
-    return schemathesis.Config.from_dict({
-        "seed": SEED,
-        "workers": 1,
-        "continue-on-failure": True,
-        # Derandomized and without an example database: the same requests on every run.
-        "generation": {"deterministic": True, "database": "none"},
-        "phases": {name: {"enabled": enabled} for name, enabled in phases.items()},
-        "checks": {"negative_data_rejection": {"expected-statuses": REJECTION_STATUSES}},
-    })
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "workers": 1,
+            "continue-on-failure": True,
+            # Derandomized and without an example database: the same requests on every run.
+            "generation": {"deterministic": True, "database": "none"},
+            "phases": {name: {"enabled": enabled} for name, enabled in phases.items()},
+            "checks": {"negative_data_rejection": {"expected-statuses": REJECTION_STATUSES}},
+        }
+    )
 
 
 def contract_violation(status: int, headers: dict[str, list[str]], body: bytes) -> str | None:
@@ -65,7 +67,9 @@ def contract_violation(status: int, headers: dict[str, list[str]], body: bytes) 
         return f"server error {status}: {body[:200]!r}"
     if status < 300:
         return None
-    content_type = {name.lower(): values for name, values in headers.items()}.get("content-type", [""])[0]
+    content_type = {name.lower(): values for name, values in headers.items()}.get(
+        "content-type", [""]
+    )[0]
     if content_type != PROBLEM_CONTENT_TYPE:
         return f"{status} with content type {content_type!r}, not a problem"
     try:
@@ -122,8 +126,12 @@ def reproducible_generation():
     from hypothesis.internal.cache import LRUCache
     from hypothesis.internal.conjecture import providers
 
-    none = providers.Constants(integers=providers.SortedSet(), floats=providers.SortedSet(),
-                               bytes=providers.SortedSet(), strings=providers.SortedSet())
+    none = providers.Constants(
+        integers=providers.SortedSet(),
+        floats=providers.SortedSet(),
+        bytes=providers.SortedSet(),
+        strings=providers.SortedSet(),
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(providers, "_get_local_constants", lambda: none)
         patch.setattr(providers, "CONSTANTS_CACHE", LRUCache(1024))
@@ -134,8 +142,14 @@ def _generate(operation, mode: GenerationMode, count: int) -> list:
     cases = []
 
     # Only the generate phase: this collects inputs, it is not a test that could fail and shrink.
-    @settings(max_examples=count, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def collect(case):
         cases.append(case)
@@ -146,14 +160,19 @@ def _generate(operation, mode: GenerationMode, count: int) -> list:
 
 @pytest.fixture(scope="module")
 def corpus(monolith, microservices) -> list:
-    documents = [requests.get(d.url + "/openapi.json", timeout=10).json() for d in (monolith, microservices)]
+    documents = [
+        requests.get(d.url + "/openapi.json", timeout=10).json() for d in (monolith, microservices)
+    ]
     assert documents[0] == documents[1], "the architectures publish different API documents"
     schema = schemathesis.openapi.from_url(monolith.url + "/openapi.json", config=_config())
-    predict = next(result.ok() for result in schema.get_all_operations() if result.ok().path == "/v1/predict")
+    predict = next(
+        result.ok() for result in schema.get_all_operations() if result.ok().path == "/v1/predict"
+    )
     started = time.perf_counter()
     with reproducible_generation():
-        cases = (_generate(predict, GenerationMode.POSITIVE, POSITIVE_CASES)
-                 + _generate(predict, GenerationMode.NEGATIVE, NEGATIVE_CASES))
+        cases = _generate(predict, GenerationMode.POSITIVE, POSITIVE_CASES) + _generate(
+            predict, GenerationMode.NEGATIVE, NEGATIVE_CASES
+        )
     print(f"\ngenerated {len(cases)} cases in {time.perf_counter() - started:.1f} s")
     return cases
 
@@ -166,8 +185,11 @@ def gunicorn_workers(deployment) -> set[int]:
 def requests_served(url: str) -> float:
     """The app's own count of requests answered, from its Prometheus counter."""
     text = requests.get(url + "/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("lab_http_requests_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("lab_http_requests_total{")
+    )
 
 
 @dataclass
@@ -183,7 +205,10 @@ class FuzzRun:
 
 
 def fuzz(deployment, corpus: list) -> FuzzRun:
-    workers_before, processes_before = gunicorn_workers(deployment), set(deployment.supervisor.pids())
+    workers_before, processes_before = (
+        gunicorn_workers(deployment),
+        set(deployment.supervisor.pids()),
+    )
     served_before = requests_served(deployment.url)
     tally = TALLIES[urlsplit(deployment.url).netloc] = Tally()
     answers, check_failures = [], []
@@ -196,19 +221,27 @@ def fuzz(deployment, corpus: list) -> FuzzRun:
             try:
                 # Schemathesis' checks plus ours (registered above), which also counts the request.
                 case.validate_response(response)
-            except BaseExceptionGroup as failures:  # Schemathesis' FailureGroup: collected, asserted on below
-                check_failures.append(f"{case.method} {case.path} -> {response.status_code}: {failures}"[:500])
+            except (
+                BaseExceptionGroup
+            ) as failures:  # Schemathesis' FailureGroup: collected, asserted on below
+                check_failures.append(
+                    f"{case.method} {case.path} -> {response.status_code}: {failures}"[:500]
+                )
 
-    schema = schemathesis.openapi.from_url(deployment.url + "/openapi.json",
-                                           config=_config(examples=False, coverage=True, fuzzing=False,
-                                                          stateful=False))
+    schema = schemathesis.openapi.from_url(
+        deployment.url + "/openapi.json",
+        config=_config(examples=False, coverage=True, fuzzing=False, stateful=False),
+    )
     with reproducible_generation():
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
                 for checks in event.recorder.checks.values():
-                    check_failures.extend(f"coverage {event.recorder.label}: {check.name}: "
-                                          f"{check.failure_info.failure.title}"
-                                          for check in checks if check.failure_info)
+                    check_failures.extend(
+                        f"coverage {event.recorder.label}: {check.name}: "
+                        f"{check.failure_info.failure.title}"
+                        for check in checks
+                        if check.failure_info
+                    )
             elif isinstance(event, events.NonFatalError | events.FatalError):
                 check_failures.append(f"schemathesis error: {event}"[:500])
     elapsed_s = time.perf_counter() - started
@@ -220,9 +253,16 @@ def fuzz(deployment, corpus: list) -> FuzzRun:
         time.sleep(0.2)
         served = requests_served(deployment.url) - served_before
     readiness = requests.get(deployment.url + "/readyz", timeout=10).status_code
-    return FuzzRun(tally, answers, check_failures, served, elapsed_s,
-                   (workers_before, gunicorn_workers(deployment)),
-                   (processes_before, set(deployment.supervisor.pids())), readiness)
+    return FuzzRun(
+        tally,
+        answers,
+        check_failures,
+        served,
+        elapsed_s,
+        (workers_before, gunicorn_workers(deployment)),
+        (processes_before, set(deployment.supervisor.pids())),
+        readiness,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -241,23 +281,37 @@ def _run(architecture: str, request, corpus, fuzz_runs) -> FuzzRun:
 def test_fuzzing_finds_no_errors_and_kills_no_workers(architecture, request, corpus, fuzz_runs):
     run = _run(architecture, request, corpus, fuzz_runs)
     counted = len(run.tally.case_ids)
-    statuses = collections.Counter(status for (_, status), n in run.tally.statuses.items() for _ in range(n))
-    print(f"\n{architecture}: {counted} requests in {run.elapsed_s:.1f} s, statuses {dict(sorted(statuses.items()))}")
+    statuses = collections.Counter(
+        status for (_, status), n in run.tally.statuses.items() for _ in range(n)
+    )
+    print(
+        f"\n{architecture}: {counted} requests in {run.elapsed_s:.1f} s, statuses {dict(sorted(statuses.items()))}"
+    )
 
     assert counted >= MIN_REQUESTS_PER_ARCHITECTURE
     # The server saw them too (its counter also includes a few requests of our own).
     assert run.served >= counted
     # Bad input was really sent and refused, and good input accepted.
-    assert statuses[200] > 0 and statuses[422] > 0 and statuses[400] + statuses[413] + statuses[415] > 0
+    assert (
+        statuses[200] > 0
+        and statuses[422] > 0
+        and statuses[400] + statuses[413] + statuses[415] > 0
+    )
     assert run.tally.violations == []
     assert run.check_failures == []
-    assert run.workers[0] and run.workers[1] == run.workers[0], "a gunicorn worker died or was replaced"
+    assert run.workers[0] and run.workers[1] == run.workers[0], (
+        "a gunicorn worker died or was replaced"
+    )
     assert run.processes[1] == run.processes[0]
     assert run.readiness == 200
 
 
 def test_fuzzed_requests_get_identical_answers_from_both_architectures(request, corpus, fuzz_runs):
     runs = [_run(architecture, request, corpus, fuzz_runs) for architecture in FUZZED]
-    differing = [(index, a, b) for index, (a, b) in enumerate(zip(runs[0].answers, runs[1].answers)) if a != b]
+    differing = [
+        (index, a, b)
+        for index, (a, b) in enumerate(zip(runs[0].answers, runs[1].answers))
+        if a != b
+    ]
     assert len(runs[0].answers) == len(corpus) == len(runs[1].answers)
     assert differing == [], f"{len(differing)} differ, first: {differing[0] if differing else None}"

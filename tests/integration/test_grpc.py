@@ -62,10 +62,14 @@ def test_health_reports_serving_for_server_and_service(stage, stage_servers):
 def test_reflection_lists_the_stage_service(stage, stage_servers):
     with grpc.insecure_channel(f"127.0.0.1:{stage_servers[stage]}") as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                              timeout=2)
-        names = {service.name for response in responses
-                 for service in response.list_services_response.service}
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=2
+        )
+        names = {
+            service.name
+            for response in responses
+            for service in response.list_services_response.service
+        }
     assert {SERVICES[stage][1], "grpc.health.v1.Health"} <= names
 
 
@@ -73,11 +77,16 @@ def test_bad_messages_are_invalid_argument(stage_servers):
     with grpc.insecure_channel(f"127.0.0.1:{stage_servers['inference']}") as channel:
         stub = pb_grpc.InferenceStub(channel)
         with pytest.raises(grpc.RpcError) as wrong_shape:
-            stub.Predict(pb.InferenceRequest(features=pb.Matrix(rows=1, cols=2, values=[1.0, 2.0])), timeout=2)
+            stub.Predict(
+                pb.InferenceRequest(features=pb.Matrix(rows=1, cols=2, values=[1.0, 2.0])),
+                timeout=2,
+            )
         assert wrong_shape.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as version:
-            stub.Predict(pb.InferenceRequest(features=pb.Matrix(rows=0, cols=11), expected_version="other"),
-                         timeout=2)
+            stub.Predict(
+                pb.InferenceRequest(features=pb.Matrix(rows=0, cols=11), expected_version="other"),
+                timeout=2,
+            )
         assert version.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with grpc.insecure_channel(f"127.0.0.1:{stage_servers['preprocess']}") as channel:
         stub = pb_grpc.PreprocessStub(channel)
@@ -116,8 +125,9 @@ def test_gateway_answers_504_when_a_stage_is_too_slow(models_root, stage_servers
     forest, forest_port = start("inference", models_root, "forest")
     pre_forest, pre_port = start("preprocess", models_root, "forest")
     try:
-        client = _gateway({**stage_servers, "preprocess": pre_port, "inference": forest_port},
-                          REQUEST_BUDGET_MS=1)
+        client = _gateway(
+            {**stage_servers, "preprocess": pre_port, "inference": forest_port}, REQUEST_BUDGET_MS=1
+        )
         response = client.post("/v1/predict", json={"instances": held_out[:50]})
         assert response.status_code == 504
         assert response.json["type"] == "urn:servinglab:problem:stage-timeout"
@@ -129,4 +139,6 @@ def test_gateway_answers_504_when_a_stage_is_too_slow(models_root, stage_servers
 def test_gateway_refuses_to_start_without_stage_addresses():
     with pytest.raises(RuntimeError) as missing:
         create_gateway({"PREPROCESS_ADDR": "127.0.0.1:1"})
-    assert "LAB_INFERENCE_ADDR" in str(missing.value) and "LAB_POSTPROCESS_ADDR" in str(missing.value)
+    assert "LAB_INFERENCE_ADDR" in str(missing.value) and "LAB_POSTPROCESS_ADDR" in str(
+        missing.value
+    )

@@ -27,15 +27,15 @@ import psutil
 import pytest
 import requests
 
+from benchmarks.measure import servertiming
 from lab import netdelay
-
-from servinglab import config
 from lab.launch import launch
 from lab.supervisor import Supervisor
+from servinglab import config
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-DELAY_MS = 5.0           # well above the ordinary hop cost, so a missing delay cannot pass
+DELAY_MS = 5.0  # well above the ordinary hop cost, so a missing delay cannot pass
 REQUESTS = 30
 WARMUP = 5
 HOPS = ("hop-pre", "hop-infer", "hop-post")
@@ -48,8 +48,14 @@ def netem_unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def namespaces_unavailable() -> str | None:
-    result = subprocess.run(["unshare", "--net", "--", "true"], capture_output=True, text=True, check=False)
-    return None if result.returncode == 0 else f"cannot create a network namespace: {result.stderr.strip()}"
+    result = subprocess.run(
+        ["unshare", "--net", "--", "true"], capture_output=True, text=True, check=False
+    )
+    return (
+        None
+        if result.returncode == 0
+        else f"cannot create a network namespace: {result.stderr.strip()}"
+    )
 
 
 def timing_samples(deployment, records, count: int = REQUESTS) -> dict[str, list[float]]:
@@ -57,21 +63,26 @@ def timing_samples(deployment, records, count: int = REQUESTS) -> dict[str, list
     series: dict[str, list[float]] = {}
     with requests.Session() as http:
         for index in range(WARMUP + count):
-            response = http.post(deployment.url + "/v1/predict", json={"instances": records[:1]}, timeout=30)
+            response = http.post(
+                deployment.url + "/v1/predict", json={"instances": records[:1]}, timeout=30
+            )
             if index < WARMUP:  # a fresh worker may still be starting up: it may even shed these
                 continue
             assert response.status_code == 200, response.text
-            for part in response.headers["Server-Timing"].split(", "):
-                name, _, value = part.partition(";dur=")
-                series.setdefault(name, []).append(float(value))
+            for name, fields in servertiming.parse(response.headers["Server-Timing"]):
+                series.setdefault(name, []).append(float(fields["dur"]))
     return series
 
 
-def assert_every_hop_delayed(delayed: dict[str, list[float]], baseline: dict[str, list[float]]) -> None:
+def assert_every_hop_delayed(
+    delayed: dict[str, list[float]], baseline: dict[str, list[float]]
+) -> None:
     for hop in HOPS:
         median, base = statistics.median(delayed[hop]), statistics.median(baseline[hop])
-        summary = (f"{hop}: min {min(delayed[hop]):.3f} ms, median {median:.3f} ms at {DELAY_MS} ms; "
-                   f"median {base:.3f} ms at 0")
+        summary = (
+            f"{hop}: min {min(delayed[hop]):.3f} ms, median {median:.3f} ms at {DELAY_MS} ms; "
+            f"median {base:.3f} ms at 0"
+        )
         assert min(delayed[hop]) >= DELAY_MS, summary
         assert median > base, summary
 
@@ -104,8 +115,17 @@ def assert_nothing_left(processes: list[psutil.Process], netns: str) -> None:
 
 
 def launch_delayed(architecture: str, models_root, method: str, log_dir: Path, **kwargs):
-    return launch(architecture, settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 2, "HOP_DELAY_MS": DELAY_MS,
-                                          "HOP_DELAY_METHOD": method}, log_dir=log_dir, **kwargs)
+    return launch(
+        architecture,
+        settings={
+            "MODEL_DIR": models_root,
+            "HTTP_WORKERS": 2,
+            "HOP_DELAY_MS": DELAY_MS,
+            "HOP_DELAY_METHOD": method,
+        },
+        log_dir=log_dir,
+        **kwargs,
+    )
 
 
 def test_sleep_fallback_delays_every_hop(microservices, models_root, held_out, tmp_path):
@@ -126,8 +146,21 @@ def test_netem_delays_every_hop(microservices, models_root, held_out, tmp_path, 
         assert deployment.hop_delay_method == "netem"
         holder = holder_of(deployment)
         netns = netdelay.netns_id(holder.pid)
-        qdisc = subprocess.run(["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--", "tc", "qdisc", "show", "dev",
-                                "lo"], capture_output=True, text=True, check=True).stdout
+        qdisc = subprocess.run(
+            [
+                "nsenter",
+                f"--net=/proc/{holder.pid}/ns/net",
+                "--",
+                "tc",
+                "qdisc",
+                "show",
+                "dev",
+                "lo",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert "netem" in qdisc and ("delay 2.5ms" in qdisc or "delay 2500us" in qdisc), qdisc
         processes = tree(deployment)
         delayed = timing_samples(deployment, held_out)
@@ -137,7 +170,9 @@ def test_netem_delays_every_hop(microservices, models_root, held_out, tmp_path, 
 
 def test_auto_uses_netem_or_says_why_not(netem_unavailable):
     with Supervisor() as supervisor:
-        chosen = netdelay.start_hop_delay(supervisor, config.load(overrides={"HOP_DELAY_MS": 2}), has_hops=True)
+        chosen = netdelay.start_hop_delay(
+            supervisor, config.load(overrides={"HOP_DELAY_MS": 2}), has_hops=True
+        )
         if netem_unavailable:
             assert chosen.method == "sleep"
             assert netem_unavailable in chosen.detail
@@ -152,7 +187,8 @@ def test_auto_uses_netem_or_says_why_not(netem_unavailable):
 
 
 def test_servers_run_in_a_private_namespace_reached_through_the_passed_socket(
-        models_root, held_out, tmp_path, monkeypatch, namespaces_unavailable):
+    models_root, held_out, tmp_path, monkeypatch, namespaces_unavailable
+):
     """The namespace mechanics on their own, so they are checked even where the kernel lacks netem:
     the qdisc step is skipped and nothing else changes."""
     if namespaces_unavailable:
@@ -170,7 +206,9 @@ def test_servers_run_in_a_private_namespace_reached_through_the_passed_socket(
             assert process.cpu_affinity() == [0], process
         # nsenter and unshare exec: each supervised pid is the program itself, not a waiting wrapper.
         for managed in deployment.supervisor.processes:
-            assert Path(psutil.Process(managed.pid).exe()).name not in ("nsenter", "unshare"), managed.name
+            assert Path(psutil.Process(managed.pid).exe()).name not in ("nsenter", "unshare"), (
+                managed.name
+            )
         # The load generator's side: the entry point answers through the socket bound out here...
         timing_samples(deployment, held_out, count=3)
         # ...while the stages' ports exist only inside the namespace.
@@ -206,8 +244,13 @@ def test_killing_the_launcher_leaves_no_process_and_no_namespace(namespaces_unav
     exec, stops the holder and the server, and the kernel frees the unnamed namespace with them."""
     if namespaces_unavailable:
         pytest.skip(namespaces_unavailable)
-    launcher = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         started = json.loads(launcher.stdout.readline())
         netns = started["netns"]

@@ -38,7 +38,9 @@ def edge_cases(held_out: list[dict], count: int) -> list[dict]:
         for name in combos[int(rng.integers(len(combos)))]:
             record[name] = None
         if i % 5 == 0:
-            field = NUMERIC_FIELDS[int(rng.integers(len(NUMERIC_FIELDS) - 1))]  # not year: integers only
+            field = NUMERIC_FIELDS[
+                int(rng.integers(len(NUMERIC_FIELDS) - 1))
+            ]  # not year: integers only
             record[field.name] = float(rng.choice([field.minimum, field.maximum]))
         cases.append(record)
     return cases
@@ -59,10 +61,16 @@ def test_parity_on_held_out_and_edge_cases(monolith, distributed, http, held_out
 
 
 def test_single_row_requests_match_bulk(monolith, distributed, http, held_out):
-    bulk = http.post(monolith.url + "/v1/predict", json={"instances": held_out[:10]}).json()["predictions"]
+    bulk = http.post(monolith.url + "/v1/predict", json={"instances": held_out[:10]}).json()[
+        "predictions"
+    ]
     for index, instance in enumerate(held_out[:10]):
-        singles = [http.post(d.url + "/v1/predict", json={"instances": [instance]}).json()["predictions"][0]
-                   for d in (monolith, distributed)]
+        singles = [
+            http.post(d.url + "/v1/predict", json={"instances": [instance]}).json()["predictions"][
+                0
+            ]
+            for d in (monolith, distributed)
+        ]
         assert singles[0] == singles[1]
         # One row goes through BLAS gemv, a batch through gemm: the last bits may differ.
         assert singles[0]["species"] == bulk[index]["species"]
@@ -117,8 +125,11 @@ def _body(kind, held_out) -> bytes:
         return json.dumps({"instances": [record] * 1001}).encode()
     if kind in ("huge-int", "long-int"):
         digits = "9" * (5000 if kind == "huge-int" else 4000)
-        return json.dumps({"instances": [{**record, "body_mass_g": None}]}).replace(
-            '"body_mass_g": null', f'"body_mass_g": {digits}').encode()
+        return (
+            json.dumps({"instances": [{**record, "body_mass_g": None}]})
+            .replace('"body_mass_g": null', f'"body_mass_g": {digits}')
+            .encode()
+        )
     if kind == "long-top-level-key":
         return json.dumps({"instances": [record], "k" * 100_000: 1}).encode()
     deep: list = []
@@ -143,7 +154,9 @@ def _body(kind, held_out) -> bytes:
     return json.dumps({"instances": [record]}).encode()
 
 
-@pytest.mark.parametrize("label, kind, content_type", BAD_REQUESTS, ids=[r[0] for r in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    "label, kind, content_type", BAD_REQUESTS, ids=[r[0] for r in BAD_REQUESTS]
+)
 def test_error_parity(label, kind, content_type, monolith, distributed, http, held_out):
     body = _body(kind, held_out)
     headers = {"Content-Type": content_type} if content_type else {}
@@ -168,8 +181,14 @@ def test_unknown_route_and_method_are_problems(deployment, http):
 
 
 def test_servers_survive_bad_input(deployment, http, held_out):
-    for label, kind, content_type in BAD_REQUESTS:
-        http.post(deployment.url + "/v1/predict", data=_body(kind, held_out),
-                  headers={"Content-Type": content_type or ""})
+    for _label, kind, content_type in BAD_REQUESTS:
+        http.post(
+            deployment.url + "/v1/predict",
+            data=_body(kind, held_out),
+            headers={"Content-Type": content_type or ""},
+        )
     assert not deployment.supervisor.exited()
-    assert http.post(deployment.url + "/v1/predict", json={"instances": held_out[:1]}).status_code == 200
+    assert (
+        http.post(deployment.url + "/v1/predict", json={"instances": held_out[:1]}).status_code
+        == 200
+    )

@@ -16,8 +16,12 @@ pytestmark = pytest.mark.integration
 def tls_microservices(models_root, tmp_path_factory):
     certs = tmp_path_factory.mktemp("certs")
     generate(certs)
-    with launch("microservices", settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 1, "GRPC_TLS_DIR": certs},
-                replicas={"inference": 2}, log_dir=tmp_path_factory.mktemp("tls-logs")) as deployment:
+    with launch(
+        "microservices",
+        settings={"MODEL_DIR": models_root, "HTTP_WORKERS": 1, "GRPC_TLS_DIR": certs},
+        replicas={"inference": 2},
+        log_dir=tmp_path_factory.mktemp("tls-logs"),
+    ) as deployment:
         yield deployment
 
 
@@ -32,7 +36,6 @@ def test_predictions_over_tls_equal_the_monolith(tls_microservices, monolith, he
 
 def test_plaintext_clients_are_refused(tls_microservices):
     address = tls_microservices.replicas["preprocess"][0].address
-    with grpc.insecure_channel(address) as channel:
-        with pytest.raises(grpc.RpcError) as failure:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as failure:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -22,6 +22,8 @@ import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from benchmarks.measure import servertiming
+from lab.launch import launch
 from microservices.convert import batch_to_proto
 from microservices.gateway.app import create_app as create_gateway
 from microservices.generated.servinglab.v1 import pipeline_pb2 as pb
@@ -31,7 +33,6 @@ from microservices.postprocess.server import create_server as postprocess_server
 from microservices.preprocess.server import create_server as preprocess_server
 from servinglab import config
 from servinglab.model.artifact import load_artifact, set_current
-from lab.launch import launch
 from servinglab.model.pipeline import ServingPipeline
 from servinglab.validation import validate_instances
 
@@ -49,11 +50,10 @@ EXPECTED_TIMINGS = {
 
 
 def server_timing(header: str) -> dict[str, float]:
-    entries = {}
-    for part in header.split(","):
-        name, _, duration = part.strip().partition(";dur=")
-        entries[name] = float(duration)
-    return entries
+    """Milliseconds per entry, in order; every entry of these responses must carry a duration."""
+    entries = servertiming.parse(header)
+    assert all("dur" in fields for _, fields in entries), header
+    return {name: float(fields["dur"]) for name, fields in entries}
 
 
 @pytest.fixture(params=["split", "chained"])
@@ -62,6 +62,7 @@ def topology(request):
 
 
 # --- the session's running deployments ----------------------------------------------------------
+
 
 def test_server_timing_has_every_stage_and_hop(topology, http, held_out):
     response = http.post(topology.url + "/v1/predict", json={"instances": held_out[:5]})
@@ -93,24 +94,37 @@ def test_model_description_comes_from_inference(topology, http, artifact):
 def _health(address: str, service: str):
     with grpc.insecure_channel(address) as channel:
         try:
-            return health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            return (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                .status
+            )
         except grpc.RpcError as error:
             return error.code()
 
 
-def test_chain_is_served_reflected_and_healthy_only_where_a_next_stage_is_set(chained, microservices):
+def test_chain_is_served_reflected_and_healthy_only_where_a_next_stage_is_set(
+    chained, microservices
+):
     address = {service: replicas[0].address for service, replicas in chained.replicas.items()}
     serving = health_pb2.HealthCheckResponse.SERVING
     assert _health(address["preprocess"], CHAIN_SERVICE) == serving
     assert _health(address["inference"], CHAIN_SERVICE) == serving
     # postprocess ends the chain with its plain Decide; the orchestrated stages chain nothing.
     assert _health(address["postprocess"], CHAIN_SERVICE) == grpc.StatusCode.NOT_FOUND
-    assert _health(microservices.replicas["preprocess"][0].address, CHAIN_SERVICE) == grpc.StatusCode.NOT_FOUND
+    assert (
+        _health(microservices.replicas["preprocess"][0].address, CHAIN_SERVICE)
+        == grpc.StatusCode.NOT_FOUND
+    )
     with grpc.insecure_channel(address["preprocess"]) as channel:
         responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
-        names = {service.name for response in responses for service in response.list_services_response.service}
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        names = {
+            service.name
+            for response in responses
+            for service in response.list_services_response.service
+        }
     assert {CHAIN_SERVICE, "servinglab.v1.Preprocess", "grpc.health.v1.Health"} <= names
 
 
@@ -125,10 +139,15 @@ def test_each_hop_passes_on_the_remaining_deadline(chained, held_out):
     # near 1 s, seen here), so each hop can see a little more than its caller had left.
     assert 0 < budgets["preprocess"] <= 1000 + 20
     assert 0 < budgets["inference"] <= budgets["preprocess"] + 20
-    assert [timing.stage for timing in response.timings] == ["preprocess", "inference", "postprocess"]
+    assert [timing.stage for timing in response.timings] == [
+        "preprocess",
+        "inference",
+        "postprocess",
+    ]
 
 
 # --- in-process servers: a missing or too slow stage ---------------------------------------------
+
 
 def _closed_port() -> int:
     with socket.socket() as sock:
@@ -145,24 +164,35 @@ def _serve(factory, models_root, **overrides):
 
 def _in_process_chain(models_root, profile: str, postprocess_address: str):
     """inference -> `postprocess_address`, preprocess -> inference; returns the servers and preprocess."""
-    inference, inference_address = _serve(inference_server, models_root, MODEL_PROFILE=profile,
-                                          NEXT_ADDR=postprocess_address)
-    preprocess, preprocess_address = _serve(preprocess_server, models_root, MODEL_PROFILE=profile,
-                                            NEXT_ADDR=inference_address)
+    inference, inference_address = _serve(
+        inference_server, models_root, MODEL_PROFILE=profile, NEXT_ADDR=postprocess_address
+    )
+    preprocess, preprocess_address = _serve(
+        preprocess_server, models_root, MODEL_PROFILE=profile, NEXT_ADDR=inference_address
+    )
     return [inference, preprocess], preprocess_address
 
 
 def test_chained_names_the_missing_stage_however_deep_it_is(models_root, held_out):
-    servers, preprocess_address = _in_process_chain(models_root, "linear", f"127.0.0.1:{_closed_port()}")
+    servers, preprocess_address = _in_process_chain(
+        models_root, "linear", f"127.0.0.1:{_closed_port()}"
+    )
     try:
-        client = create_gateway({"GATEWAY_MODE": "chained", "PREPROCESS_ADDR": preprocess_address,
-                                 "REQUEST_BUDGET_MS": 2000}).test_client()
+        client = create_gateway(
+            {
+                "GATEWAY_MODE": "chained",
+                "PREPROCESS_ADDR": preprocess_address,
+                "REQUEST_BUDGET_MS": 2000,
+            }
+        ).test_client()
         started = time.monotonic()
         response = client.post("/v1/predict", json={"instances": held_out[:1]})
         assert time.monotonic() - started < 2.0
         assert response.status_code == 503
         assert response.json["type"] == "urn:servinglab:problem:stage-unavailable"
-        assert response.json["detail"].startswith("The postprocess stage is not available: unavailable")
+        assert response.json["detail"].startswith(
+            "The postprocess stage is not available: unavailable"
+        )
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json["checks"]["preprocess"] == ready.json["checks"]["inference"] == "SERVING"
@@ -177,8 +207,13 @@ def test_chained_answers_504_when_the_chain_is_too_slow(models_root, held_out):
     servers, preprocess_address = _in_process_chain(models_root, "forest", postprocess_address)
     try:
         # The forest takes milliseconds per call; a 1 ms budget for all hops cannot be met.
-        client = create_gateway({"GATEWAY_MODE": "chained", "PREPROCESS_ADDR": preprocess_address,
-                                 "REQUEST_BUDGET_MS": 1}).test_client()
+        client = create_gateway(
+            {
+                "GATEWAY_MODE": "chained",
+                "PREPROCESS_ADDR": preprocess_address,
+                "REQUEST_BUDGET_MS": 1,
+            }
+        ).test_client()
         response = client.post("/v1/predict", json={"instances": held_out[:50]})
         assert response.status_code == 504
         assert response.json["type"] == "urn:servinglab:problem:stage-timeout"
@@ -187,10 +222,13 @@ def test_chained_answers_504_when_the_chain_is_too_slow(models_root, held_out):
             server.stop(None)
 
 
-@pytest.mark.parametrize("mode, needed, not_needed", [
-    ("split", "LAB_INFERENCE_ADDR", "LAB_PREPROCESS_ADDR"),
-    ("chained", "LAB_PREPROCESS_ADDR", "LAB_INFERENCE_ADDR"),
-])
+@pytest.mark.parametrize(
+    "mode, needed, not_needed",
+    [
+        ("split", "LAB_INFERENCE_ADDR", "LAB_PREPROCESS_ADDR"),
+        ("chained", "LAB_PREPROCESS_ADDR", "LAB_INFERENCE_ADDR"),
+    ],
+)
 def test_each_gateway_mode_requires_exactly_the_addresses_it_calls(mode, needed, not_needed):
     with pytest.raises(RuntimeError) as missing:
         create_gateway({"GATEWAY_MODE": mode})
@@ -205,13 +243,16 @@ def test_an_unknown_gateway_mode_stops_start_up():
 
 # --- own deployments: faults, rollouts, stopping ------------------------------------------------
 
+
 def _settings(models, **extra):
     return {"MODEL_DIR": models, "HTTP_WORKERS": 1, "REQUEST_BUDGET_MS": BUDGET_MS, **extra}
 
 
 def _assert_stage_down(deployment, stage: str, instance: dict) -> dict:
     started = time.monotonic()
-    response = requests.post(deployment.url + "/v1/predict", json={"instances": [instance]}, timeout=10)
+    response = requests.post(
+        deployment.url + "/v1/predict", json={"instances": [instance]}, timeout=10
+    )
     # Within the request budget, plus HTTP and scheduling slack on a busy 2-core machine.
     assert time.monotonic() - started < BUDGET_MS / 1e3 + 1.0
     assert response.status_code == 503, response.text
@@ -225,9 +266,16 @@ def _assert_stage_down(deployment, stage: str, instance: dict) -> dict:
 
 
 @pytest.mark.parametrize("architecture", ["split", "chained"])
-def test_a_killed_stage_gives_a_503_problem_within_the_deadline(architecture, models_root, held_out, tmp_path):
+def test_a_killed_stage_gives_a_503_problem_within_the_deadline(
+    architecture, models_root, held_out, tmp_path
+):
     with launch(architecture, settings=_settings(models_root), log_dir=tmp_path) as deployment:
-        assert requests.post(deployment.url + "/v1/predict", json={"instances": held_out[:1]}).status_code == 200
+        assert (
+            requests.post(
+                deployment.url + "/v1/predict", json={"instances": held_out[:1]}
+            ).status_code
+            == 200
+        )
         if architecture == "chained":
             # Two hops away from the gateway: relayed back through inference and preprocess.
             deployment.kill("postprocess")
@@ -239,11 +287,17 @@ def test_a_killed_stage_gives_a_503_problem_within_the_deadline(architecture, mo
 
 
 @pytest.mark.parametrize("architecture", ["split", "chained"])
-def test_after_inference_moves_to_a_new_version_features_follow_it(architecture, two_versions, held_out, tmp_path):
+def test_after_inference_moves_to_a_new_version_features_follow_it(
+    architecture, two_versions, held_out, tmp_path
+):
     root, v1, v2 = two_versions
     instances = held_out[:20]
-    expected = {version: ServingPipeline.from_artifact(load_artifact(root / "linear" / version))
-                .predict(validate_instances(instances)) for version in (v1, v2)}
+    expected = {
+        version: ServingPipeline.from_artifact(load_artifact(root / "linear" / version)).predict(
+            validate_instances(instances)
+        )
+        for version in (v1, v2)
+    }
     assert expected[v1] != expected[v2]
     set_current(root / "linear", v1)  # as the fixture left it, whatever an earlier test rolled out
     with launch(architecture, settings=_settings(root), log_dir=tmp_path) as deployment:
@@ -261,8 +315,14 @@ def test_after_inference_moves_to_a_new_version_features_follow_it(architecture,
 @pytest.mark.parametrize("architecture", ["split", "chained"])
 def test_sigterm_stops_every_process(architecture, models_root, watch_output):
     env = {**os.environ, "LAB_MODEL_DIR": str(models_root)}
-    process = subprocess.Popen([sys.executable, "-m", "lab.run", "--arch", architecture, "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lab.run", "--arch", architecture, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         watch_output(process).wait_for("ready in", timeout_s=120)
         children = psutil.Process(process.pid).children(recursive=True)

@@ -78,8 +78,13 @@ def edge_records() -> list[dict]:
     physical bounds (a 1 mm bill, a 19 kg penguin, the year 2100), far from anything seen in training.
     """
     rng = np.random.default_rng(EDGE_SEED)
-    typical = {"bill_length_mm": (32.0, 60.0), "bill_depth_mm": (13.0, 21.5),
-               "flipper_length_mm": (172.0, 231.0), "body_mass_g": (2700.0, 6300.0), "year": (2007, 2009)}
+    typical = {
+        "bill_length_mm": (32.0, 60.0),
+        "bill_depth_mm": (13.0, 21.5),
+        "flipper_length_mm": (172.0, 231.0),
+        "body_mass_g": (2700.0, 6300.0),
+        "year": (2007, 2009),
+    }
     names = sorted(FIELD_NAMES)
     records = []
     for pattern in itertools.product((False, True), repeat=len(names)):
@@ -87,7 +92,9 @@ def edge_records() -> list[dict]:
         for _ in range(EDGE_ROWS_PER_PATTERN):
             record = {}
             for field in NUMERIC_FIELDS:
-                low, high = typical[field.name] if rng.random() < 0.5 else (field.minimum, field.maximum)
+                low, high = (
+                    typical[field.name] if rng.random() < 0.5 else (field.minimum, field.maximum)
+                )
                 if field.integer:
                     record[field.name] = int(rng.integers(low, high, endpoint=True))
                 else:
@@ -121,6 +128,7 @@ def species(probabilities: np.ndarray) -> np.ndarray:
 
 # --- Quality ------------------------------------------------------------------------------------
 
+
 def test_held_out_accuracy_floor(profile_model, held_out, held_out_frame):
     artifact, pipeline = profile_model
     predictions = pipeline.predict(validate_instances(held_out))
@@ -128,26 +136,38 @@ def test_held_out_accuracy_floor(profile_model, held_out, held_out_frame):
     truth = held_out_frame["species"].tolist()
     assert len(predicted) == len(truth) == 86
     accuracy = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
-    assert accuracy >= ACCURACY_FLOOR, f"{artifact.metadata['version']}: held-out accuracy {accuracy:.3f}"
+    assert accuracy >= ACCURACY_FLOOR, (
+        f"{artifact.metadata['version']}: held-out accuracy {accuracy:.3f}"
+    )
     # The metadata's own claim must be what the served model actually does.
-    assert accuracy == pytest.approx(artifact.metadata["metrics"]["held_out"]["accuracy"], abs=1e-12)
+    assert accuracy == pytest.approx(
+        artifact.metadata["metrics"]["held_out"]["accuracy"], abs=1e-12
+    )
 
 
 # --- Agreement with the reference ---------------------------------------------------------------
 
+
 def test_fast_path_matches_reference_on_held_out(profile_model, held_out, held_out_frame):
     artifact, pipeline = profile_model
-    expected = artifact.estimator.predict_proba(held_out_frame[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]])
+    expected = artifact.estimator.predict_proba(
+        held_out_frame[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]]
+    )
     actual = fast_proba(pipeline, held_out)
     assert actual.shape == expected.shape == (86, 3)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=REFERENCE_TOLERANCE)
 
 
 def test_edge_cases_cover_every_missing_pattern(edge_records):
-    patterns = {frozenset(name for name, value in record.items() if value is None) for record in edge_records}
+    patterns = {
+        frozenset(name for name, value in record.items() if value is None)
+        for record in edge_records
+    }
     assert len(patterns) == 2 ** len(FIELD_NAMES)
     assert len(edge_records) >= 300
-    numbers = {name: [r[name] for r in edge_records if r[name] is not None] for name in NUMERIC_NAMES}
+    numbers = {
+        name: [r[name] for r in edge_records if r[name] is not None] for name in NUMERIC_NAMES
+    }
     # Some values lie far outside the training range.
     assert min(numbers["body_mass_g"]) < 1000 and max(numbers["body_mass_g"]) > 10000
     assert min(numbers["year"]) < 2000 and max(numbers["year"]) > 2050
@@ -168,26 +188,40 @@ def test_small_batches_take_a_python_path_with_identical_bits(profile_model, edg
     artifact, pipeline = profile_model
     assert len(edge_records) > PYTHON_PREPROCESS_MAX_ROWS
     numpy_path = pipeline.preprocess(validate_instances(edge_records))
-    python_path = np.vstack([pipeline.preprocess(validate_instances([record])) for record in edge_records])
+    python_path = np.vstack(
+        [pipeline.preprocess(validate_instances([record])) for record in edge_records]
+    )
     np.testing.assert_array_equal(python_path, numpy_path)
     small = edge_records[:PYTHON_PREPROCESS_MAX_ROWS]
     expected = artifact.estimator.predict_proba(reference_frame(validate_instances(small)))
-    np.testing.assert_allclose(fast_proba(pipeline, small), expected, rtol=0, atol=REFERENCE_TOLERANCE)
+    np.testing.assert_allclose(
+        fast_proba(pipeline, small), expected, rtol=0, atol=REFERENCE_TOLERANCE
+    )
 
 
 # --- Invariances --------------------------------------------------------------------------------
 
+
 def test_year_barely_matters(profile_model, held_out):
     _, pipeline = profile_model
-    by_year = {year: fast_proba(pipeline, [{**r, "year": year} for r in held_out]) for year in STUDY_YEARS}
+    by_year = {
+        year: fast_proba(pipeline, [{**r, "year": year} for r in held_out]) for year in STUDY_YEARS
+    }
     labels = np.stack([species(p) for p in by_year.values()])
     same = (labels == labels[0]).all(axis=0).mean()
-    assert same >= YEAR_SAME_SPECIES_FLOOR, f"species unchanged across years for only {same:.3f} of rows"
-    move = max(np.abs(by_year[a] - by_year[b]).max() for a, b in itertools.combinations(STUDY_YEARS, 2))
-    assert move <= YEAR_MAX_PROBABILITY_MOVE, f"changing only the year moved a probability by {move:.3f}"
+    assert same >= YEAR_SAME_SPECIES_FLOOR, (
+        f"species unchanged across years for only {same:.3f} of rows"
+    )
+    move = max(
+        np.abs(by_year[a] - by_year[b]).max() for a, b in itertools.combinations(STUDY_YEARS, 2)
+    )
+    assert move <= YEAR_MAX_PROBABILITY_MOVE, (
+        f"changing only the year moved a probability by {move:.3f}"
+    )
 
 
 # --- Missing values -----------------------------------------------------------------------------
+
 
 def test_every_numeric_measurement_missing_still_predicts(profile_model, held_out):
     _, pipeline = profile_model

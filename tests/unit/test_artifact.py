@@ -30,8 +30,8 @@ from servinglab.model.artifact import (
     save_artifact,
     sha256_file,
 )
-from servinglab.schema import CATEGORICAL_NAMES, CLASSES, NUMERIC_NAMES
 from servinglab.model.training import train
+from servinglab.schema import CATEGORICAL_NAMES, CLASSES, NUMERIC_NAMES
 
 SEED = data.DEFAULT_SEED
 OTHER_SEED = 7
@@ -71,6 +71,7 @@ def copy_of(trained: Path, destination: Path) -> Path:
 
 # --- Layout and round trip ----------------------------------------------------------------------
 
+
 def test_training_writes_the_versioned_layout(trained, root):
     assert trained.parent == root / "linear"
     assert re.fullmatch(r"linear-[0-9a-f]{10}", trained.name)
@@ -106,6 +107,7 @@ def test_save_artifact_round_trips_any_estimator_and_moves_current(tmp_path, loa
 
 
 # --- Resolving a location -----------------------------------------------------------------------
+
 
 def test_resolve_version_dir_is_itself(trained):
     assert resolve_model_dir(trained) == trained
@@ -159,6 +161,7 @@ def test_current_naming_a_missing_version_is_an_artifact_error(trained, tmp_path
 
 # --- Verification before loading ----------------------------------------------------------------
 
+
 def test_appending_a_byte_to_the_model_is_refused(trained, tmp_path):
     version_dir = copy_of(trained, tmp_path)
     with (version_dir / MODEL_FILE).open("ab") as handle:
@@ -188,12 +191,15 @@ def test_corrupt_metadata_is_an_artifact_error(trained, tmp_path):
 def test_unexpected_types_inside_a_model_are_refused(tmp_path, loaded):
     # A correctly hashed file is still refused when it would call a function outside the allow-list.
     hostile = Pipeline([("call", FunctionTransformer(func=json.dumps))])
-    version_dir = save_artifact(hostile, {**loaded.metadata, "version": "hostile"}, tmp_path / "linear")
-    with pytest.raises(ArtifactError, match="unexpected types.*json.dumps"):
+    version_dir = save_artifact(
+        hostile, {**loaded.metadata, "version": "hostile"}, tmp_path / "linear"
+    )
+    with pytest.raises(ArtifactError, match=r"unexpected types.*json\.dumps"):
         load_artifact(version_dir)
 
 
 # --- Metadata -----------------------------------------------------------------------------------
+
 
 def test_metadata_records_the_data_fingerprint(loaded):
     recorded = loaded.metadata["data"]
@@ -206,7 +212,14 @@ def test_metadata_records_the_data_fingerprint(loaded):
 
 def test_metadata_records_library_versions(loaded):
     libraries = loaded.metadata["libraries"]
-    assert set(libraries) == {"python", "scikit-learn", "numpy", "skops", "palmerpenguins", "pandas"}
+    assert set(libraries) == {
+        "python",
+        "scikit-learn",
+        "numpy",
+        "skops",
+        "palmerpenguins",
+        "pandas",
+    }
     for name in ("scikit-learn", "numpy", "skops", "palmerpenguins", "pandas"):
         assert libraries[name] == package_metadata.version(name)
 
@@ -217,7 +230,10 @@ def test_metadata_records_seed_profile_and_schema(loaded):
     assert metadata["profile"] == "linear"
     assert metadata["name"] == "penguins-species"
     assert metadata["classes"] == list(CLASSES)
-    assert metadata["features"] == {"numeric": list(NUMERIC_NAMES), "categorical": list(CATEGORICAL_NAMES)}
+    assert metadata["features"] == {
+        "numeric": list(NUMERIC_NAMES),
+        "categorical": list(CATEGORICAL_NAMES),
+    }
     assert metadata["hyperparameters"] == {"C": 1.0, "max_iter": 2000}
 
 
@@ -245,7 +261,10 @@ def test_metadata_records_the_model_hash(loaded, trained):
 
 # --- Reproducibility ----------------------------------------------------------------------------
 
-def test_same_seed_gives_same_version_and_identical_predictions(trained, loaded, tmp_path, held_out_frame):
+
+def test_same_seed_gives_same_version_and_identical_predictions(
+    trained, loaded, tmp_path, held_out_frame
+):
     again = train(profile="linear", seed=SEED, models_root=tmp_path)
     assert again.name == trained.name
     retrained = load_artifact(again)

@@ -3,8 +3,8 @@
 Batch formation is made deterministic without sleeping: a gated model holds a call open until
 the test has queued what it wants (`MicroBatcher.wait_until_queued`), so which requests share a
 call is decided by the policy alone. A request that finds the model idle runs at once in its own
-thread, so the first, gated, call of a test is always such a lone call. Every answer is compared bit for bit with the same
-rows computed alone, for all three model profiles.
+thread, so the first, gated, call of a test is always such a lone call. Every answer is compared
+bit for bit with the same rows computed alone, for all three model profiles.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from servinglab.serving import metrics
-from servinglab.model.artifact import load_artifact
-from servinglab.serving.batching import BatchInfo, MicroBatcher, flag, from_settings
+from servinglab import config
 from servinglab.config import DEFAULTS
+from servinglab.model.artifact import load_artifact
 from servinglab.model.pipeline import ServingPipeline
+from servinglab.serving import metrics
+from servinglab.serving.batching import BatchInfo, MicroBatcher, from_settings
 from servinglab.validation import validate_instances
 
 PROFILES = ("linear", "forest", "boosting")
@@ -42,14 +43,20 @@ def single_threaded_math():
 
 @pytest.fixture(scope="module")
 def profiles(models_root) -> dict[str, ServingPipeline]:
-    return {profile: ServingPipeline.from_artifact(load_artifact(models_root, profile)) for profile in PROFILES}
+    return {
+        profile: ServingPipeline.from_artifact(load_artifact(models_root, profile))
+        for profile in PROFILES
+    }
 
 
 @pytest.fixture(scope="module")
 def rows(held_out) -> list[dict]:
     """Held-out birds, plus the same birds with fields missing (imputed values, unknown slots)."""
     gaps = [{**record, "sex": None, "body_mass_g": None} for record in held_out[:30]]
-    gaps += [{**record, "island": None, "bill_depth_mm": None, "year": None} for record in held_out[30:60]]
+    gaps += [
+        {**record, "island": None, "bill_depth_mm": None, "year": None}
+        for record in held_out[30:60]
+    ]
     return [*held_out, *gaps]
 
 
@@ -104,7 +111,9 @@ def start_busy(batcher: MicroBatcher, model: GatedModel, pool, features: np.ndar
     return future
 
 
-def enqueue(batcher: MicroBatcher, pool, matrices: list[np.ndarray], already_queued: int = 0) -> list:
+def enqueue(
+    batcher: MicroBatcher, pool, matrices: list[np.ndarray], already_queued: int = 0
+) -> list:
     """Submit from separate threads, one after another, each queued before the next is sent."""
     futures = []
     for index, matrix in enumerate(matrices):
@@ -119,6 +128,7 @@ def alone(predict, matrix: np.ndarray) -> np.ndarray:
 
 # --- The classifier: a row's answer does not depend on its batch -----------------------------------
 
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_a_rows_probabilities_are_bit_identical_alone_and_in_any_batch(profiles, rows, profile):
     pipeline = profiles[profile]
@@ -127,23 +137,31 @@ def test_a_rows_probabilities_are_bit_identical_alone_and_in_any_batch(profiles,
     noise = np.random.default_rng(3).normal(0.0, 3.0, (40, matrix.shape[1]))
     matrix = np.vstack([matrix, matrix[:40] + noise])
     predict = pipeline.classifier.predict_proba
-    singles = np.vstack([predict(matrix[i:i + 1].copy()) for i in range(len(matrix))])
+    singles = np.vstack([predict(matrix[i : i + 1].copy()) for i in range(len(matrix))])
     checked = 0
     for size in (2, 3, 5, 8, 9, 16, 32, 33, 64, len(matrix)):
         # Every row at several positions within a batch: SIMD lanes and blocking depend on both.
         for start in range(0, len(matrix) - size + 1, max(1, size // 2 + 7)):
-            batch = np.ascontiguousarray(matrix[start:start + size])
-            np.testing.assert_array_equal(predict(batch), singles[start:start + size],
-                                          err_msg=f"{profile}: batch of {size} at row {start}")
+            batch = np.ascontiguousarray(matrix[start : start + size])
+            np.testing.assert_array_equal(
+                predict(batch),
+                singles[start : start + size],
+                err_msg=f"{profile}: batch of {size} at row {start}",
+            )
             checked += 1
     assert checked > 50
 
 
 # --- Formation of batches ------------------------------------------------------------------------
 
+
 def test_a_lone_request_goes_at_once_whatever_max_wait(linear, features):
-    batcher = MicroBatcher(linear.classifier.predict_proba, linear.classifier.n_features,
-                           max_wait_ms=FOREVER_MS, timeout_s=5.0)
+    batcher = MicroBatcher(
+        linear.classifier.predict_proba,
+        linear.classifier.n_features,
+        max_wait_ms=FOREVER_MS,
+        timeout_s=5.0,
+    )
     result, info = batcher.submit(features[:1])
     # It ran at once in this thread; a request that had waited for company would have timed out.
     assert (info.requests, info.rows, info.queued, info.lingered) == (1, 1, False, False)
@@ -154,18 +172,27 @@ def test_requests_arriving_while_the_model_is_busy_share_the_next_call(linear, f
     model = GatedModel(linear.classifier.predict_proba)
     batcher = MicroBatcher(model, linear.classifier.n_features, max_wait_ms=0)
     first = start_busy(batcher, model, pool, features[:1])
-    queued = enqueue(batcher, pool, [features[i:i + 1] for i in (1, 2, 3)])
+    queued = enqueue(batcher, pool, [features[i : i + 1] for i in (1, 2, 3)])
     model.open()
     answers = [future.result(WAIT_S) for future in [first, *queued]]
     assert model.calls == [1, 3]
-    assert [(info.requests, info.queued) for _, info in answers] == [(1, False), (3, True), (3, True), (3, True)]
+    assert [(info.requests, info.queued) for _, info in answers] == [
+        (1, False),
+        (3, True),
+        (3, True),
+        (3, True),
+    ]
     for index, (result, _) in zip((0, 1, 2, 3), answers):
-        np.testing.assert_array_equal(result, alone(linear.classifier.predict_proba, features[index:index + 1]))
+        np.testing.assert_array_equal(
+            result, alone(linear.classifier.predict_proba, features[index : index + 1])
+        )
 
 
 def test_one_request_behind_a_busy_model_is_not_held_for_company(linear, features, pool):
     model = GatedModel(linear.classifier.predict_proba)
-    batcher = MicroBatcher(model, linear.classifier.n_features, max_wait_ms=FOREVER_MS, timeout_s=5.0)
+    batcher = MicroBatcher(
+        model, linear.classifier.n_features, max_wait_ms=FOREVER_MS, timeout_s=5.0
+    )
     first = start_busy(batcher, model, pool, features[:1])
     behind = enqueue(batcher, pool, [features[1:2]])
     model.open()
@@ -177,17 +204,24 @@ def test_one_request_behind_a_busy_model_is_not_held_for_company(linear, feature
     assert model.calls == [1, 1]
 
 
-def test_under_load_a_batch_is_held_open_until_full_and_a_later_lone_request_is_not(linear, features, pool):
+def test_under_load_a_batch_is_held_open_until_full_and_a_later_lone_request_is_not(
+    linear, features, pool
+):
     model = GatedModel(linear.classifier.predict_proba)
-    batcher = MicroBatcher(model, linear.classifier.n_features, max_batch_size=4, max_wait_ms=FOREVER_MS,
-                           timeout_s=WAIT_S)
+    batcher = MicroBatcher(
+        model,
+        linear.classifier.n_features,
+        max_batch_size=4,
+        max_wait_ms=FOREVER_MS,
+        timeout_s=WAIT_S,
+    )
     first = start_busy(batcher, model, pool, features[:1])
     piled_up = enqueue(batcher, pool, [features[1:2], features[2:3]])
     model.open()
     first.result(WAIT_S)
     # Two requests piled up behind one call, so the batcher waits for more company: only
     # reaching max_batch_size (or the 60 s max_wait) lets this batch go.
-    company = [pool.submit(batcher.submit, features[i:i + 1]) for i in (3, 4)]
+    company = [pool.submit(batcher.submit, features[i : i + 1]) for i in (3, 4)]
     infos = [future.result(WAIT_S)[1] for future in [*piled_up, *company]]
     assert model.calls == [1, 4]
     # Whether the worker had to linger or found all four already queued depends on scheduling.
@@ -200,8 +234,9 @@ def test_under_load_a_batch_is_held_open_until_full_and_a_later_lone_request_is_
 
 def test_waiting_for_company_stops_when_every_possible_caller_is_queued(linear, features, pool):
     model = GatedModel(linear.classifier.predict_proba)
-    batcher = MicroBatcher(model, linear.classifier.n_features, max_wait_ms=FOREVER_MS, max_callers=3,
-                           timeout_s=WAIT_S)
+    batcher = MicroBatcher(
+        model, linear.classifier.n_features, max_wait_ms=FOREVER_MS, max_callers=3, timeout_s=WAIT_S
+    )
     first = start_busy(batcher, model, pool, features[:1])
     piled_up = enqueue(batcher, pool, [features[1:2], features[2:3]])
     model.open()
@@ -232,7 +267,7 @@ def test_batches_respect_max_size_and_arrival_order(linear, features, pool):
     first = start_busy(batcher, model, pool, features[:1])
     sizes = [1, 1, 1, 1, 1, 1, 3, 2, 2, 1, 4]
     offsets = np.cumsum([1, *sizes])
-    matrices = [features[start:start + size] for start, size in zip(offsets, sizes)]
+    matrices = [features[start : start + size] for start, size in zip(offsets, sizes)]
     queued = enqueue(batcher, pool, matrices)
     model.open()
     answers = [future.result(WAIT_S) for future in queued]
@@ -245,7 +280,9 @@ def test_batches_respect_max_size_and_arrival_order(linear, features, pool):
 
 
 def test_a_request_larger_than_max_size_runs_alone(linear, features, pool):
-    lone = MicroBatcher(linear.classifier.predict_proba, linear.classifier.n_features, max_batch_size=4)
+    lone = MicroBatcher(
+        linear.classifier.predict_proba, linear.classifier.n_features, max_batch_size=4
+    )
     result, info = lone.submit(features[:10])
     assert (info.requests, info.rows) == (1, 10)
     np.testing.assert_array_equal(result, alone(linear.classifier.predict_proba, features[:10]))
@@ -263,22 +300,32 @@ def test_a_request_larger_than_max_size_runs_alone(linear, features, pool):
 
 # --- Concurrency, per profile ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_concurrent_callers_each_get_their_own_rows_bit_for_bit(profiles, rows, profile, pool):
     pipeline = profiles[profile]
     matrix = pipeline.preprocess(validate_instances(rows))
     predict = pipeline.classifier.predict_proba
     model = GatedModel(predict)
-    batcher = MicroBatcher(model, pipeline.classifier.n_features, max_batch_size=8, max_wait_ms=1.0,
-                           timeout_s=WAIT_S)
+    batcher = MicroBatcher(
+        model, pipeline.classifier.n_features, max_batch_size=8, max_wait_ms=1.0, timeout_s=WAIT_S
+    )
     rng = np.random.default_rng(11)
     callers, per_caller = 8, 12
-    work = [[(int(start), int(size)) for start, size in zip(rng.integers(0, len(matrix) - 3, per_caller),
-                                                               rng.integers(1, 4, per_caller))]
-            for _ in range(callers)]
+    work = [
+        [
+            (int(start), int(size))
+            for start, size in zip(
+                rng.integers(0, len(matrix) - 3, per_caller), rng.integers(1, 4, per_caller)
+            )
+        ]
+        for _ in range(callers)
+    ]
 
     def caller(requests):
-        return [(start, size, *batcher.submit(matrix[start:start + size])) for start, size in requests]
+        return [
+            (start, size, *batcher.submit(matrix[start : start + size])) for start, size in requests
+        ]
 
     # The first call is held until every other caller has queued its first request, so at least
     # one batch of several requests forms; after that the callers run free.
@@ -290,8 +337,11 @@ def test_concurrent_callers_each_get_their_own_rows_bit_for_bit(profiles, rows, 
     answers = [answer for future in running for answer in future.result(WAIT_S * 3)]
     assert len(answers) == callers * per_caller
     for start, size, result, _ in answers:
-        np.testing.assert_array_equal(result, alone(predict, matrix[start:start + size]),
-                                      err_msg=f"{profile}: rows {start}..{start + size - 1}")
+        np.testing.assert_array_equal(
+            result,
+            alone(predict, matrix[start : start + size]),
+            err_msg=f"{profile}: rows {start}..{start + size - 1}",
+        )
     infos: list[BatchInfo] = [info for *_, info in answers]
     assert max(info.requests for info in infos) > 1
     assert all(info.rows <= 8 for info in infos)
@@ -299,6 +349,7 @@ def test_concurrent_callers_each_get_their_own_rows_bit_for_bit(profiles, rows, 
 
 
 # --- Failures --------------------------------------------------------------------------------------
+
 
 def test_model_errors_reach_exactly_the_callers_of_that_batch(linear, features, pool):
     def fragile(matrix):
@@ -324,7 +375,9 @@ def test_model_errors_reach_exactly_the_callers_of_that_batch(linear, features, 
     for future, index in zip(next_batch, (3, 4)):
         result, info = future.result(WAIT_S)
         assert info.requests == 2
-        np.testing.assert_array_equal(result, alone(linear.classifier.predict_proba, features[index:index + 1]))
+        np.testing.assert_array_equal(
+            result, alone(linear.classifier.predict_proba, features[index : index + 1])
+        )
     # The worker went on to the next batch after the failed one.
     assert model.calls == [1, 2, 2]
 
@@ -340,7 +393,8 @@ def test_a_malformed_matrix_is_refused_before_it_can_join_a_batch(linear):
 
 
 def test_queued_callers_time_out_instead_of_hanging_and_abandoned_requests_are_not_computed(
-        linear, features, pool):
+    linear, features, pool
+):
     model = GatedModel(linear.classifier.predict_proba, gated_calls=2)
     batcher = MicroBatcher(model, linear.classifier.n_features, max_wait_ms=0, timeout_s=0.2)
     lone = start_busy(batcher, model, pool, features[:1])
@@ -362,6 +416,7 @@ def test_queued_callers_time_out_instead_of_hanging_and_abandoned_requests_are_n
 
 
 # --- Threads and processes -------------------------------------------------------------------------
+
 
 def test_the_worker_is_a_daemon_started_on_first_use(linear, features):
     before = set(threading.enumerate())
@@ -390,17 +445,23 @@ def test_a_forked_child_gets_its_own_worker(linear, features, pool):
         try:
             model.__init__(predict)
             results: dict[str, tuple] = {}
-            lone = threading.Thread(target=lambda: results.setdefault("lone", batcher.submit(features[:1])))
+            lone = threading.Thread(
+                target=lambda: results.setdefault("lone", batcher.submit(features[:1]))
+            )
             lone.start()
             assert model.entered[0].wait(WAIT_S)
-            waiting = threading.Thread(target=lambda: results.setdefault("queued", batcher.submit(features[1:2])))
+            waiting = threading.Thread(
+                target=lambda: results.setdefault("queued", batcher.submit(features[1:2]))
+            )
             waiting.start()
             assert batcher.wait_until_queued(1, WAIT_S)
             model.open()
             lone.join()
             waiting.join()
             # The queued request could only be answered by a worker thread of the child's own.
-            served = results["queued"][1].queued and np.array_equal(results["queued"][0], predict(features[1:2]))
+            served = results["queued"][1].queued and np.array_equal(
+                results["queued"][0], predict(features[1:2])
+            )
             code = 0 if served else 2
         finally:
             os._exit(code)
@@ -410,6 +471,7 @@ def test_a_forked_child_gets_its_own_worker(linear, features, pool):
 
 # --- Metrics and settings --------------------------------------------------------------------------
 
+
 def _histogram(metric: metrics.Histogram) -> tuple[float, float]:
     row = metric.values.get((), [0.0] * (len(metric.buckets) + 2))
     return sum(row[:-1]), row[-1]
@@ -418,8 +480,10 @@ def _histogram(metric: metrics.Histogram) -> tuple[float, float]:
 def test_batch_sizes_and_queue_waits_are_recorded(linear, features, pool):
     model = GatedModel(linear.classifier.predict_proba)
     batcher = MicroBatcher(model, linear.classifier.n_features, max_wait_ms=0)
-    before = {metric.name: _histogram(metric)
-              for metric in (metrics.BATCH_REQUESTS, metrics.BATCH_ROWS, metrics.BATCH_QUEUE_SECONDS)}
+    before = {
+        metric.name: _histogram(metric)
+        for metric in (metrics.BATCH_REQUESTS, metrics.BATCH_ROWS, metrics.BATCH_QUEUE_SECONDS)
+    }
     first = start_busy(batcher, model, pool, features[:1])
     queued = enqueue(batcher, pool, [features[1:3], features[3:4], features[4:5]])
     model.open()
@@ -430,32 +494,60 @@ def test_batch_sizes_and_queue_waits_are_recorded(linear, features, pool):
         count, total = _histogram(metric)
         return count - before[metric.name][0], total - before[metric.name][1]
 
-    assert delta(metrics.BATCH_REQUESTS) == (2, 4)   # calls of 1 and 3 requests
-    assert delta(metrics.BATCH_ROWS) == (2, 5)       # 1 row, then 2 + 1 + 1
+    assert delta(metrics.BATCH_REQUESTS) == (2, 4)  # calls of 1 and 3 requests
+    assert delta(metrics.BATCH_ROWS) == (2, 5)  # 1 row, then 2 + 1 + 1
     count, waited = delta(metrics.BATCH_QUEUE_SECONDS)
     assert count == 4 and waited > 0
     body, _ = metrics.exposition()
     assert b'lab_batch_requests_bucket{le="4"}' in body
 
 
-@pytest.mark.parametrize("value,expected", [
-    (True, True), (False, False), ("on", True), ("off", False), ("True", True), ("false", False),
-    (1, True), (0, False), ("1", True), ("", False), (None, False),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (True, True),
+        (False, False),
+        ("on", True),
+        ("off", False),
+        ("True", True),
+        ("false", False),
+        (1, True),
+        (0, False),
+        ("1", True),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_batching_flag_accepts_the_usual_spellings(value, expected):
-    assert flag(value) is expected
+    assert config.load(environ={}, overrides={"BATCHING": value}).batching is expected
 
 
 def test_batching_flag_rejects_anything_else():
     with pytest.raises(ValueError, match="LAB_BATCHING"):
-        flag("sometimes")
+        config.load(environ={}, overrides={"BATCHING": "sometimes"})
 
 
 def test_settings_build_a_batcher_only_when_batching_is_on(linear):
     predict, n_features = linear.classifier.predict_proba, linear.classifier.n_features
     assert DEFAULTS["BATCHING"] is False
-    assert from_settings(predict, n_features, DEFAULTS, max_callers=4) is None
-    batcher = from_settings(predict, n_features, {**DEFAULTS, "BATCHING": "on", "BATCH_MAX_SIZE": 16,
-                                                  "BATCH_MAX_WAIT_MS": 3, "BATCH_TIMEOUT_MS": 500},
-                            max_callers=4)
-    assert (batcher.max_batch_size, batcher.max_wait_s, batcher.max_callers, batcher.timeout_s) == (16, 0.003, 4, 0.5)
+    assert from_settings(predict, n_features, config.Settings(), max_callers=4) is None
+    batcher = from_settings(
+        predict,
+        n_features,
+        config.load(
+            environ={},
+            overrides={
+                "BATCHING": "on",
+                "BATCH_MAX_SIZE": 16,
+                "BATCH_MAX_WAIT_MS": 3,
+                "BATCH_TIMEOUT_MS": 500,
+            },
+        ),
+        max_callers=4,
+    )
+    assert (batcher.max_batch_size, batcher.max_wait_s, batcher.max_callers, batcher.timeout_s) == (
+        16,
+        0.003,
+        4,
+        0.5,
+    )

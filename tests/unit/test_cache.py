@@ -1,4 +1,5 @@
-"""Unit tests for the prediction cache (`servinglab.serving.cache`) and the cache workload (`benchmarks.workload`).
+"""Unit tests for the prediction cache (`servinglab.serving.cache`) and the cache workload
+(`benchmarks.measure.workload`).
 
 The backends here are the real in-process pipeline; only time is faked (an explicit clock), so TTL,
 version refresh and the circuit breaker are tested without waiting.
@@ -12,23 +13,20 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.workload import BLOCK, Workload, build_bodies
+from benchmarks.measure.workload import BLOCK, Workload, build_bodies
 from monolith.app import InProcessBackend
+from servinglab import config
+from servinglab.model.pipeline import Postprocessor
 from servinglab.serving import metrics
 from servinglab.serving.cache import (
-    BREAKER_OPEN_S,
     CachedClassifier,
     CachingBackend,
-    LocalStore,
-    RedisStore,
     canonical_row,
     canonical_rows,
-    make_store,
     prediction_key,
     with_cache,
 )
-from servinglab.config import DEFAULTS
-from servinglab.model.pipeline import Postprocessor
+from servinglab.serving.stores import BREAKER_OPEN_S, LocalStore, RedisStore, make_store
 from servinglab.validation import validate_instances, validate_predict_request
 
 
@@ -57,7 +55,7 @@ def key_of(record: dict, version: str = "v1") -> str:
 
 
 def settings(**overrides):
-    return {**DEFAULTS, **overrides}
+    return config.load(environ={}, overrides=overrides)
 
 
 def counter(metric, *labels) -> float:
@@ -65,6 +63,7 @@ def counter(metric, *labels) -> float:
 
 
 # --- keys ----------------------------------------------------------------------------------------
+
 
 def test_equal_instances_share_a_key_whatever_their_spelling(held_out):
     record = next(r for r in held_out if r["body_mass_g"] is not None and r["sex"] is not None)
@@ -80,21 +79,26 @@ def test_equal_instances_share_a_key_whatever_their_spelling(held_out):
 
 
 def test_different_instances_or_versions_never_share_a_key(held_out):
-    record = next(r for r in held_out if r["bill_length_mm"] is not None and r["island"] is not None)
+    record = next(
+        r for r in held_out if r["bill_length_mm"] is not None and r["island"] is not None
+    )
     base = key_of(record)
     assert key_of({**record, "bill_length_mm": record["bill_length_mm"] + 1e-9}) != base
     assert key_of({**record, "bill_length_mm": None}) != base
     assert key_of({**record, "island": None}) != base
     assert key_of(record, version="v2") != base
-    assert len({key_of(r) for r in held_out}) == len({json.dumps(r, sort_keys=True) for r in held_out})
+    assert len({key_of(r) for r in held_out}) == len(
+        {json.dumps(r, sort_keys=True) for r in held_out}
+    )
 
 
 # --- local store ---------------------------------------------------------------------------------
 
+
 def test_local_store_evicts_the_least_recently_used_beyond_its_size():
     store = LocalStore(max_size=2, ttl_s=60)
     store.set_many([("a", 1), ("b", 2)])
-    assert store.get_many(["a"]) == [1]          # a is now more recent than b
+    assert store.get_many(["a"]) == [1]  # a is now more recent than b
     store.set_many([("c", 3)])
     assert store.get_many(["a", "b", "c"]) == [1, None, 3]
     assert len(store) == 2
@@ -113,6 +117,7 @@ def test_local_store_forgets_entries_after_their_ttl():
 
 # --- the caching backend -------------------------------------------------------------------------
 
+
 def test_only_misses_reach_the_pipeline_and_answers_merge_in_order(pipeline, held_out):
     backend = RecordingBackend(pipeline)
     cached = CachingBackend(backend, LocalStore(100, 60), "test", version_refresh_s=60)
@@ -121,7 +126,7 @@ def test_only_misses_reach_the_pipeline_and_answers_merge_in_order(pipeline, hel
     assert backend.calls == [canonical_rows(validate_instances([a, b]))]
     assert first.timings[0][0] == "cache" and first.timings[0][2] == "hit 0/2"
 
-    request = [c, a, d, b, c]   # c twice: computed once
+    request = [c, a, d, b, c]  # c twice: computed once
     outcome = cached.predict(validate_instances(request))
     assert backend.calls[1] == canonical_rows(validate_instances([c, d]))
     assert outcome.predictions == pipeline.predict(validate_instances(request))
@@ -163,11 +168,16 @@ def test_a_new_model_version_never_gets_the_old_versions_answers(pipeline, held_
     clock = Clock()
     old = RecordingBackend(pipeline)
     # A real second version: other label, and a threshold that flips `uncertain` for most birds.
-    second = dataclasses.replace(pipeline, postprocess=Postprocessor(pipeline.postprocess.classes, 0.999),
-                                 metadata={**pipeline.metadata, "version": "second"})
+    second = dataclasses.replace(
+        pipeline,
+        postprocess=Postprocessor(pipeline.postprocess.classes, 0.999),
+        metadata={**pipeline.metadata, "version": "second"},
+    )
     new = RecordingBackend(second)
     rollout = Rollout(old)
-    cached = CachingBackend(rollout, LocalStore(100, 600), "test", version_refresh_s=1.0, clock=clock)
+    cached = CachingBackend(
+        rollout, LocalStore(100, 600), "test", version_refresh_s=1.0, clock=clock
+    )
     request = validate_instances(held_out[:6])
     assert cached.predict(request).model["version"] == pipeline.metadata["version"]
     assert pipeline.predict(request) != second.predict(request)
@@ -192,14 +202,19 @@ def test_a_new_model_version_never_gets_the_old_versions_answers(pipeline, held_
 
 def test_the_version_is_refreshed_when_every_request_hits(pipeline, held_out):
     clock = Clock()
-    second = dataclasses.replace(pipeline, postprocess=Postprocessor(pipeline.postprocess.classes, 0.999),
-                                 metadata={**pipeline.metadata, "version": "second"})
+    second = dataclasses.replace(
+        pipeline,
+        postprocess=Postprocessor(pipeline.postprocess.classes, 0.999),
+        metadata={**pipeline.metadata, "version": "second"},
+    )
     rollout = Rollout(InProcessBackend(pipeline))
-    cached = CachingBackend(rollout, LocalStore(100, 600), "test", version_refresh_s=1.0, clock=clock)
+    cached = CachingBackend(
+        rollout, LocalStore(100, 600), "test", version_refresh_s=1.0, clock=clock
+    )
     request = validate_instances(held_out[:3])
     cached.predict(request)
     rollout.current = InProcessBackend(second)
-    clock.now += 1.0   # the refresh interval has passed: Describe, then a miss under the new version
+    clock.now += 1.0  # the refresh interval has passed: Describe, then a miss under the new version
     answer = cached.predict(request)
     assert answer.model["version"] == "second" and answer.timings[0][2] == "hit 0/3"
     assert answer.predictions == second.predict(request)
@@ -210,7 +225,9 @@ def test_a_dead_redis_costs_one_attempt_per_breaker_interval(pipeline, held_out,
     url = f"unix://{tmp_path / 'nobody-listens.sock'}"
     store = make_store(settings(CACHE="redis", CACHE_URL=url), "breaker-test", clock=clock)
     assert isinstance(store, RedisStore)
-    cached = CachingBackend(InProcessBackend(pipeline), store, "breaker-test", version_refresh_s=60, clock=clock)
+    cached = CachingBackend(
+        InProcessBackend(pipeline), store, "breaker-test", version_refresh_s=60, clock=clock
+    )
     request = validate_instances(held_out[:4])
     for _ in range(5):
         outcome = cached.predict(request)
@@ -228,7 +245,10 @@ def test_with_cache_wraps_only_where_configured(pipeline):
     assert with_cache(backend, settings(), "monolith") is backend
     assert isinstance(with_cache(backend, settings(CACHE="local"), "monolith"), CachingBackend)
     assert isinstance(with_cache(backend, settings(CACHE="local"), "gateway"), CachingBackend)
-    assert with_cache(backend, settings(CACHE="local", CACHE_PLACEMENT="inference"), "gateway") is backend
+    assert (
+        with_cache(backend, settings(CACHE="local", CACHE_PLACEMENT="inference"), "gateway")
+        is backend
+    )
     with pytest.raises(ValueError, match="LAB_CACHE"):
         with_cache(backend, settings(CACHE="memcached"), "monolith")
     with pytest.raises(RuntimeError, match="LAB_CACHE_URL"):
@@ -236,6 +256,7 @@ def test_with_cache_wraps_only_where_configured(pipeline):
 
 
 # --- inference placement -------------------------------------------------------------------------
+
 
 def test_cached_classifier_gives_the_same_bits_and_computes_only_new_rows(pipeline, held_out):
     features = pipeline.preprocess(validate_instances(held_out[:20]))
@@ -255,6 +276,7 @@ def test_cached_classifier_gives_the_same_bits_and_computes_only_new_rows(pipeli
 
 
 # --- workload ------------------------------------------------------------------------------------
+
 
 def repeat_share(bodies: list[bytes]) -> tuple[float, int]:
     """Share of bodies whose bird (as the server's cache sees it) was sent before; distinct birds."""
@@ -281,7 +303,10 @@ def test_workload_repeat_share_is_the_cache_rate(held_out, rate):
 
 
 def test_workload_shares_rise_with_the_rate_and_repeat_popular_inputs_most(held_out):
-    shares = [repeat_share(build_bodies(held_out, rate, 1000, seed=5))[0] for rate in (0.0, 0.25, 0.5, 0.75)]
+    shares = [
+        repeat_share(build_bodies(held_out, rate, 1000, seed=5))[0]
+        for rate in (0.0, 0.25, 0.5, 0.75)
+    ]
     assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] > 0.7
     bodies = build_bodies(held_out, 0.8, 5000, seed=5)
     counts: dict[bytes, int] = {}

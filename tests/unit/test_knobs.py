@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import knobs
-from benchmarks.runner import parse_config
+from benchmarks.bench import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,21 +17,24 @@ def values(**changes) -> dict:
     return {**knobs.defaults(), **changes}
 
 
-@pytest.mark.parametrize("knob, raw, expected", [
-    ("cache", "LOCAL", "local"),
-    ("cache_placement", "inference", "inference"),
-    ("cache_rate", "0.9", 0.9),
-    ("cache_rate", "0", 0.0),
-    ("batching", "on", True),
-    ("batching", "off", False),
-    ("batch_max_size", "16", 16),
-    ("batch_max_wait_ms", "0.5", 0.5),
-    ("replicas", "inference=2", {"inference": 2}),
-    ("replicas", "inference=2,preprocess=3", {"inference": 2, "preprocess": 3}),
-    ("hop_delay_ms", "2", 2.0),
-    ("archs", "monolith, microservices", ("monolith", "microservices")),
-    ("profile", "forest", "forest"),
-])
+@pytest.mark.parametrize(
+    "knob, raw, expected",
+    [
+        ("cache", "LOCAL", "local"),
+        ("cache_placement", "inference", "inference"),
+        ("cache_rate", "0.9", 0.9),
+        ("cache_rate", "0", 0.0),
+        ("batching", "on", True),
+        ("batching", "off", False),
+        ("batch_max_size", "16", 16),
+        ("batch_max_wait_ms", "0.5", 0.5),
+        ("replicas", "inference=2", {"inference": 2}),
+        ("replicas", "inference=2,preprocess=3", {"inference": 2, "preprocess": 3}),
+        ("hop_delay_ms", "2", 2.0),
+        ("archs", "monolith, microservices", ("monolith", "microservices")),
+        ("profile", "forest", "forest"),
+    ],
+)
 def test_values_parse(knob, raw, expected):
     assert knobs.BY_KEY[knob].value_from(raw) == expected
 
@@ -43,19 +46,22 @@ def test_unset_or_empty_is_the_default(knob):
     assert knobs.BY_KEY[knob].value_from("  ") == knobs.BY_KEY[knob].default
 
 
-@pytest.mark.parametrize("knob, raw, needle", [
-    ("cache", "memcached", "CACHE='memcached': unknown value"),
-    ("cache_rate", "1.5", "outside 0..1"),
-    ("cache_rate", "lots", "is not a number"),
-    ("batching", "maybe", "expected on|off"),
-    ("batch_max_size", "0", "outside 1..4096"),
-    ("replicas", "inference", "is not SERVICE=COUNT"),
-    ("replicas", "gateway=2", "no service 'gateway'"),
-    ("replicas", "inference=0", "outside 1.."),
-    ("hop_delay_ms", "-1", "outside 0.."),
-    ("archs", "monolith mainframe", "unknown architecture(s) mainframe"),
-    ("profile", "transformer", "unknown model profile"),
-])
+@pytest.mark.parametrize(
+    "knob, raw, needle",
+    [
+        ("cache", "memcached", "CACHE='memcached': unknown value"),
+        ("cache_rate", "1.5", "outside 0..1"),
+        ("cache_rate", "lots", "is not a number"),
+        ("batching", "maybe", "expected on|off"),
+        ("batch_max_size", "0", "outside 1..4096"),
+        ("replicas", "inference", "is not SERVICE=COUNT"),
+        ("replicas", "gateway=2", "no service 'gateway'"),
+        ("replicas", "inference=0", "outside 1.."),
+        ("hop_delay_ms", "-1", "outside 0.."),
+        ("archs", "monolith mainframe", "unknown architecture(s) mainframe"),
+        ("profile", "transformer", "unknown model profile"),
+    ],
+)
 def test_bad_values_say_which_variable_and_why(knob, raw, needle):
     with pytest.raises(knobs.KnobError) as raised:
         knobs.BY_KEY[knob].value_from(raw)
@@ -63,13 +69,19 @@ def test_bad_values_say_which_variable_and_why(knob, raw, needle):
     assert str(raised.value).startswith(knobs.BY_KEY[knob].variable + "=")
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"cache_placement": "inference"}, "CACHE_PLACEMENT=inference has no effect with CACHE=none"),
-    ({"batch_max_size": 8}, "BATCH_MAX_SIZE=8 needs BATCHING=on"),
-    ({"batch_max_wait_ms": 1.0}, "BATCH_MAX_WAIT_MS=1 needs BATCHING=on"),
-    ({"archs": ("monolith",), "replicas": {"inference": 2}}, "no architecture in ARCHS"),
-    ({"archs": ("split",), "replicas": {"preprocess": 2}}, "REPLICAS names preprocess"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        (
+            {"cache_placement": "inference"},
+            "CACHE_PLACEMENT=inference has no effect with CACHE=none",
+        ),
+        ({"batch_max_size": 8}, "BATCH_MAX_SIZE=8 needs BATCHING=on"),
+        ({"batch_max_wait_ms": 1.0}, "BATCH_MAX_WAIT_MS=1 needs BATCHING=on"),
+        ({"archs": ("monolith",), "replicas": {"inference": 2}}, "no architecture in ARCHS"),
+        ({"archs": ("split",), "replicas": {"preprocess": 2}}, "REPLICAS names preprocess"),
+    ],
+)
 def test_contradictions_between_knobs_are_errors(changes, needle):
     with pytest.raises(knobs.KnobError, match=re.escape(needle)):
         knobs.validate(values(**changes))
@@ -92,11 +104,16 @@ def test_defaults_apply_nothing_anywhere():
 def test_cache_applies_everywhere_and_placement_only_where_inference_is_separate():
     chosen = values(cache="redis", cache_placement="inference")
     assert knobs.settings_for(chosen, "monolith") == {"CACHE": "redis"}
-    assert knobs.settings_for(chosen, "microservices") == {"CACHE": "redis", "CACHE_PLACEMENT": "inference"}
+    assert knobs.settings_for(chosen, "microservices") == {
+        "CACHE": "redis",
+        "CACHE_PLACEMENT": "inference",
+    }
     assert knobs.cache_location(chosen, "monolith") == "in process"
     assert knobs.cache_location(chosen, "microservices") == "inference service"
     # Pinned even at its default, so the results never depend on the servers' own default.
-    assert knobs.settings_for(values(cache="local"), "microservices")["CACHE_PLACEMENT"] == "gateway"
+    assert (
+        knobs.settings_for(values(cache="local"), "microservices")["CACHE_PLACEMENT"] == "gateway"
+    )
     assert knobs.cache_location(values(), "microservices") is None
 
 
@@ -119,7 +136,9 @@ def test_batching_adds_threads_and_pins_the_batch_limits():
     assert monolith["BATCHING"] is True and monolith["HTTP_THREADS"] == knobs.BATCHING_THREADS
     assert "GRPC_THREADS" not in monolith  # no gRPC server to give threads to
     assert monolith.get("BATCH_MAX_SIZE") == config.DEFAULTS.get("BATCH_MAX_SIZE")
-    services = knobs.settings_for(values(batching=True, batch_max_size=8, batch_max_wait_ms=1.0), "microservices")
+    services = knobs.settings_for(
+        values(batching=True, batch_max_size=8, batch_max_wait_ms=1.0), "microservices"
+    )
     assert services["GRPC_THREADS"] == knobs.BATCHING_THREADS
     assert services["BATCH_MAX_SIZE"] == 8 and services["BATCH_MAX_WAIT_MS"] == 1.0
 
@@ -127,7 +146,9 @@ def test_batching_adds_threads_and_pins_the_batch_limits():
 def test_replicas_reach_launch_for_the_services_each_topology_has():
     chosen = values(replicas={"inference": 2, "preprocess": 2})
     assert knobs.launch_kwargs_for(chosen, "monolith") == {}
-    assert knobs.launch_kwargs_for(chosen, "microservices") == {"replicas": {"inference": 2, "preprocess": 2}}
+    assert knobs.launch_kwargs_for(chosen, "microservices") == {
+        "replicas": {"inference": 2, "preprocess": 2}
+    }
     assert knobs.launch_kwargs_for(chosen, "split") == {"replicas": {"inference": 2}}
 
 
@@ -141,7 +162,9 @@ def test_a_knob_the_checkout_cannot_apply_fails_naming_what_is_missing(monkeypat
     from servinglab import config
 
     monkeypatch.delitem(config.DEFAULTS, "HOP_DELAY_MS")
-    with pytest.raises(knobs.KnobError, match=r"needs the server setting LAB_HOP_DELAY_MS.*has not landed"):
+    with pytest.raises(
+        knobs.KnobError, match=r"needs the server setting LAB_HOP_DELAY_MS.*has not landed"
+    ):
         knobs.check_available(values(hop_delay_ms=2.0))
     knobs.check_available(values())  # at its default the knob asks nothing of the servers
 
@@ -160,11 +183,14 @@ def test_a_missing_launch_argument_or_locust_variable_is_named(monkeypatch, tmp_
         knobs.check_available(values(cache_rate=0.5))
 
 
-@pytest.mark.parametrize("target, chosen, needle", [
-    ("kind", {"cache": "local"}, "TARGET=kind"),
-    ("kind", {"replicas": {"inference": 2}}, "REPLICAS"),
-    ("docker", {"replicas": {"inference": 2}}, "TARGET=docker"),
-])
+@pytest.mark.parametrize(
+    "target, chosen, needle",
+    [
+        ("kind", {"cache": "local"}, "TARGET=kind"),
+        ("kind", {"replicas": {"inference": 2}}, "REPLICAS"),
+        ("docker", {"replicas": {"inference": 2}}, "TARGET=docker"),
+    ],
+)
 def test_targets_refuse_knobs_they_cannot_apply(target, chosen, needle):
     with pytest.raises(knobs.KnobError, match=needle):
         knobs.check_target(values(**chosen), target)
@@ -172,13 +198,17 @@ def test_targets_refuse_knobs_they_cannot_apply(target, chosen, needle):
 
 def test_targets_accept_what_they_can_apply():
     knobs.check_target(values(cache_rate=0.9), "kind")  # only the load generator changes
-    knobs.check_target(values(cache="local", hop_delay_ms=1.0), "docker")  # settings become LAB_ variables
+    knobs.check_target(
+        values(cache="local", hop_delay_ms=1.0), "docker"
+    )  # settings become LAB_ variables
 
 
-def test_runner_reads_knobs_from_options_and_environment(monkeypatch):
+def test_bench_reads_knobs_from_options_and_environment(monkeypatch):
     monkeypatch.setenv("CACHE", "local")
     monkeypatch.setenv("HOP_DELAY_MS", "")
-    config = parse_config(["--archs", "monolith microservices", "--cache-rate", "0.5", "--replicas", "inference=2"])
+    config = parse_config(
+        ["--archs", "monolith microservices", "--cache-rate", "0.5", "--replicas", "inference=2"]
+    )
     assert config.knobs["cache"] == "local" and config.knobs["cache_rate"] == 0.5
     assert config.knobs["replicas"] == {"inference": 2} and config.knobs["hop_delay_ms"] == 0.0
     assert config.archs == ["monolith", "microservices"] and config.profile == "linear"
@@ -186,7 +216,32 @@ def test_runner_reads_knobs_from_options_and_environment(monkeypatch):
     assert recorded["archs"] == ["monolith", "microservices"] and recorded["cache"] == "local"
 
 
-def test_runner_stops_on_a_bad_knob_with_its_message(capsys):
+def test_config_rejects_unknown_architectures_and_reads_cpu_ranges(monkeypatch):
+    with pytest.raises(SystemExit):
+        parse_config(["--archs", "monolith mainframe"])
+    monkeypatch.setenv("SUT_CPUS", "0-1")
+    assert parse_config([]).sut_cpus == [0, 1]
+
+
+def test_kind_endpoints_and_namespaces_are_pairs():
+    parsed = parse_config(
+        [
+            "--target",
+            "kind",
+            "--endpoint",
+            "monolith=http://127.0.0.1:30080",
+            "--namespace",
+            "monolith=servinglab-monolith",
+        ]
+    )
+    assert parsed.target == "kind"
+    assert parsed.endpoints == {"monolith": "http://127.0.0.1:30080"}
+    assert parsed.namespaces == {"monolith": "servinglab-monolith"}
+    with pytest.raises(SystemExit):
+        parse_config(["--endpoint", "monolith"])
+
+
+def test_bench_stops_on_a_bad_knob_with_its_message(capsys):
     with pytest.raises(SystemExit) as raised:
         parse_config(["--cache-placement", "inference"])
     assert raised.value.code == 2
@@ -196,12 +251,20 @@ def test_runner_stops_on_a_bad_knob_with_its_message(capsys):
 def test_every_knob_has_a_lesson_and_is_documented():
     makefile = (ROOT / "Makefile").read_text()
     readme = (ROOT / "README.md").read_text()
-    exported = {name for line in re.findall(r"^export (.*)$", makefile, re.MULTILINE) for name in line.split()}
+    exported = {
+        name
+        for line in re.findall(r"^export (.*)$", makefile, re.MULTILINE)
+        for name in line.split()
+    }
     for knob in knobs.KNOBS:
         assert len(knob.about.split()) >= 30, f"{knob.variable}: the report needs a real paragraph"
         assert knob.variable in exported, f"{knob.variable} is not exported to make bench"
-        assert re.search(rf"^## .*\b{knob.variable}=", makefile, re.MULTILINE), f"{knob.variable} is missing from make help"
-        assert f"`{knob.variable}`" in readme, f"{knob.variable} is missing from the README's knob table"
+        assert re.search(rf"^## .*\b{knob.variable}=", makefile, re.MULTILINE), (
+            f"{knob.variable} is missing from make help"
+        )
+        assert f"`{knob.variable}`" in readme, (
+            f"{knob.variable} is missing from the README's knob table"
+        )
     assert "bench-sweep:" in makefile and {"SWEEP", "SWEEP_VALUES"} <= exported
 
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from microservices import channels
 from lab import netdelay
-from servinglab import config
 from lab.supervisor import Supervisor
+from microservices import channels
+from servinglab import config
 
 
 def settings(**overrides):
@@ -23,16 +23,30 @@ def settings(**overrides):
 
 def test_defaults_are_off_and_auto():
     assert netdelay.parse_settings(settings()) == (0.0, "auto")
-    assert netdelay.parse_settings(settings(HOP_DELAY_MS="2", HOP_DELAY_METHOD="NETEM")) == (2.0, "netem")
+    assert netdelay.parse_settings(settings(HOP_DELAY_MS="2", HOP_DELAY_METHOD="NETEM")) == (
+        2.0,
+        "netem",
+    )
 
 
-@pytest.mark.parametrize("overrides", [
-    {"HOP_DELAY_MS": -1}, {"HOP_DELAY_MS": "far"}, {"HOP_DELAY_MS": float("nan")},
-    {"HOP_DELAY_MS": float("inf")}, {"HOP_DELAY_METHOD": "pigeon"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"HOP_DELAY_MS": -1},
+        {"HOP_DELAY_MS": float("nan")},
+        {"HOP_DELAY_MS": float("inf")},
+        {"HOP_DELAY_METHOD": "pigeon"},
+    ],
+)
 def test_invalid_settings_are_refused_with_the_variable_name(overrides):
     with pytest.raises(netdelay.HopDelayError, match="LAB_HOP_DELAY_"):
         netdelay.parse_settings(settings(**overrides))
+
+
+def test_a_delay_that_is_no_number_is_refused_with_the_variable_name():
+    # Refused where every setting is parsed, before netdelay sees it.
+    with pytest.raises(config.SettingsError, match="LAB_HOP_DELAY_MS"):
+        netdelay.parse_settings(settings(HOP_DELAY_MS="far"))
 
 
 @pytest.mark.parametrize("delay_ms,one_way", [(0.5, "250us"), (2, "1000us"), (5, "2500us")])
@@ -57,6 +71,7 @@ def supervisor():
 def no_probe(monkeypatch):
     def fail():
         raise AssertionError("netem must not be probed here")
+
     monkeypatch.setattr(netdelay, "probe_netem", fail)
 
 
@@ -75,7 +90,9 @@ def test_an_architecture_without_hops_is_not_delayed(supervisor, no_probe):
 
 
 def test_sleep_can_be_forced_and_says_it_is_a_fallback(supervisor, no_probe):
-    chosen = netdelay.start_hop_delay(supervisor, settings(HOP_DELAY_MS=2, HOP_DELAY_METHOD="sleep"), True)
+    chosen = netdelay.start_hop_delay(
+        supervisor, settings(HOP_DELAY_MS=2, HOP_DELAY_METHOD="sleep"), True
+    )
     assert chosen.method == "sleep"
     assert "in-process fallback" in chosen.detail and "forced" in chosen.detail
     assert chosen.as_dict() == {"ms": 2.0, "method": "sleep", "detail": chosen.detail}
@@ -93,15 +110,21 @@ def test_auto_falls_back_to_sleep_and_records_why(supervisor, monkeypatch):
 def test_netem_on_demand_fails_loudly_when_unavailable(supervisor, monkeypatch):
     monkeypatch.setattr(netdelay, "probe_netem", lambda: "netem unavailable: no sch_netem")
     with pytest.raises(netdelay.HopDelayError, match="no sch_netem"):
-        netdelay.start_hop_delay(supervisor, settings(HOP_DELAY_MS=2, HOP_DELAY_METHOD="netem"), True)
+        netdelay.start_hop_delay(
+            supervisor, settings(HOP_DELAY_MS=2, HOP_DELAY_METHOD="netem"), True
+        )
 
 
 def test_probe_names_missing_tools(monkeypatch):
-    monkeypatch.setattr(netdelay.shutil, "which", lambda tool: None if tool == "tc" else f"/usr/bin/{tool}")
+    monkeypatch.setattr(
+        netdelay.shutil, "which", lambda tool: None if tool == "tc" else f"/usr/bin/{tool}"
+    )
     assert netdelay.probe_netem() == "tc not found (install util-linux and iproute2)"
 
 
-@pytest.mark.parametrize("method,expected_s", [("auto", 0.002), ("sleep", 0.002), ("netem", 0.0), ("none", 0.0)])
+@pytest.mark.parametrize(
+    "method,expected_s", [("auto", 0.002), ("sleep", 0.002), ("netem", 0.0), ("none", 0.0)]
+)
 def test_the_client_sleeps_only_when_nothing_else_delays_the_hops(method, expected_s):
     assert channels.client_delay_s(settings(HOP_DELAY_MS=2, HOP_DELAY_METHOD=method)) == expected_s
     assert channels.client_delay_s(settings(HOP_DELAY_METHOD=method)) == 0.0
@@ -120,8 +143,11 @@ def test_the_interceptor_sleeps_inside_the_calls_deadline(timeout):
     seen = []
     interceptor = channels.SleepBeforeCall(0.005)
     started = time.perf_counter()
-    result = interceptor.intercept_unary_unary(lambda details, request: seen.append((details, request)) or "ok",
-                                               Details(timeout), "request")
+    result = interceptor.intercept_unary_unary(
+        lambda details, request: seen.append((details, request)) or "ok",
+        Details(timeout),
+        "request",
+    )
     assert time.perf_counter() - started >= 0.005
     assert result == "ok"
     details, request = seen[0]

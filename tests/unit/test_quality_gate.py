@@ -37,7 +37,10 @@ def train_candidate(root: Path, version: str, classifier, train_rows: int | None
     estimator = Pipeline([("preprocess", build_preprocessor()), ("classifier", classifier)])
     estimator.fit(train[FEATURES], train[TARGET].to_numpy())
     metadata = {
-        "name": training.MODEL_NAME, "version": version, "profile": "linear", "seed": SEED,
+        "name": training.MODEL_NAME,
+        "version": version,
+        "profile": "linear",
+        "seed": SEED,
         "data": {"sha256": data.data_sha256(), "held_out_rows": len(held_out)},
         "classes": list(CLASSES),
         "metrics": {"held_out": training.held_out_metrics(estimator, held_out)},
@@ -48,10 +51,23 @@ def train_candidate(root: Path, version: str, classifier, train_rows: int | None
 def write_baseline(directory: Path, version: str = "baseline-1", **metrics: float) -> Path:
     """A baseline as the gate sees one: a metadata.json with held-out metrics, nothing else."""
     directory.mkdir(parents=True, exist_ok=True)
-    held_out = {"accuracy": 1.0, "balanced_accuracy": 1.0, "macro_f1": 1.0, "log_loss": 0.03, **metrics}
-    (directory / METADATA_FILE).write_text(json.dumps(
-        {"version": version, "seed": SEED, "data": {"sha256": data.data_sha256()},
-         "metrics": {"held_out": held_out}}))
+    held_out = {
+        "accuracy": 1.0,
+        "balanced_accuracy": 1.0,
+        "macro_f1": 1.0,
+        "log_loss": 0.03,
+        **metrics,
+    }
+    (directory / METADATA_FILE).write_text(
+        json.dumps(
+            {
+                "version": version,
+                "seed": SEED,
+                "data": {"sha256": data.data_sha256()},
+                "metrics": {"held_out": held_out},
+            }
+        )
+    )
     return directory
 
 
@@ -77,7 +93,9 @@ def lenient_floors(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def dummy_model(tmp_path_factory) -> Path:
-    return train_candidate(tmp_path_factory.mktemp("dummy"), "linear-dummy", DummyClassifier(strategy="prior"))
+    return train_candidate(
+        tmp_path_factory.mktemp("dummy"), "linear-dummy", DummyClassifier(strategy="prior")
+    )
 
 
 def test_the_trained_model_passes(models_root, policy):
@@ -85,7 +103,12 @@ def test_the_trained_model_passes(models_root, policy):
     assert result.passed, result.report()
     names = [check.name for check in result.checks]
     assert names[:3] == ["artifact loads", "trained on this data", "metadata matches re-evaluation"]
-    assert {"accuracy floor", "balanced_accuracy floor", "macro_f1 floor", "log_loss ceiling"} <= set(names)
+    assert {
+        "accuracy floor",
+        "balanced_accuracy floor",
+        "macro_f1 floor",
+        "log_loss ceiling",
+    } <= set(names)
     assert result.report().endswith("RESULT: PASS")
 
 
@@ -98,7 +121,12 @@ def test_every_committed_profile_passes_against_the_linear_baseline(models_root,
 def test_a_majority_class_model_fails_every_floor(dummy_model, policy):
     result = evaluate(dummy_model, policy=policy)
     assert not result.passed
-    assert failed(result) == {"accuracy floor", "balanced_accuracy floor", "macro_f1 floor", "log_loss ceiling"}
+    assert failed(result) == {
+        "accuracy floor",
+        "balanced_accuracy floor",
+        "macro_f1 floor",
+        "log_loss ceiling",
+    }
     assert result.report().endswith("RESULT: FAIL")
 
 
@@ -117,13 +145,16 @@ def test_edited_metadata_is_caught_by_re_evaluation(dummy_model, tmp_path, model
         (tampered / name).write_bytes((dummy_model / name).read_bytes())
     metadata = read_metadata(tampered)
     metadata["metrics"]["held_out"] = read_metadata(
-        models_root / "linear" / (models_root / "linear" / "CURRENT").read_text().strip())["metrics"]["held_out"]
+        models_root / "linear" / (models_root / "linear" / "CURRENT").read_text().strip()
+    )["metrics"]["held_out"]
     (tampered / METADATA_FILE).write_text(json.dumps(metadata))
 
     result = evaluate(tampered, policy=policy)
     assert not result.passed
     assert "metadata matches re-evaluation" in failed(result)
-    mismatch = next(check for check in result.checks if check.name == "metadata matches re-evaluation")
+    mismatch = next(
+        check for check in result.checks if check.name == "metadata matches re-evaluation"
+    )
     assert "metadata says 1.0, re-evaluation gives 0.44" in mismatch.detail
 
 
@@ -153,22 +184,31 @@ def test_a_model_trained_on_other_data_fails(dummy_model, tmp_path, policy):
 def test_regression_beyond_tolerance_fails_and_within_passes(tmp_path, lenient_floors):
     policy = load_policy(lenient_floors)
     # Trained on 12 birds: 95 % accuracy, 4.7 points below a perfect baseline (tolerance 2.4).
-    weak = train_candidate(tmp_path / "weak", "linear-12rows", LogisticRegression(max_iter=2000), train_rows=12)
+    weak = train_candidate(
+        tmp_path / "weak", "linear-12rows", LogisticRegression(max_iter=2000), train_rows=12
+    )
     perfect = write_baseline(tmp_path / "perfect", accuracy=1.0, log_loss=1.0)
     result = evaluate(weak, baseline=perfect, policy=policy)
     assert "accuracy vs baseline" in failed(result), result.report()
     assert not {"accuracy floor", "metadata matches re-evaluation"} & failed(result)
 
-    close = write_baseline(tmp_path / "close", accuracy=0.96, balanced_accuracy=0.93, macro_f1=0.95, log_loss=0.2)
+    close = write_baseline(
+        tmp_path / "close", accuracy=0.96, balanced_accuracy=0.93, macro_f1=0.95, log_loss=0.2
+    )
     result = evaluate(weak, baseline=close, policy=policy)
     assert result.passed, result.report()
 
 
 def test_log_loss_regression_is_measured_in_the_other_direction(models_root, tmp_path, policy):
     # Lower is better: a candidate at 0.031 is fine next to 0.06, and 0.031 - 0 is within 0.05.
-    assert evaluate(models_root / "linear", baseline=write_baseline(tmp_path / "a", log_loss=0.06),
-                    policy=policy).passed
-    candidate = train_candidate(tmp_path / "c", "linear-c01", LogisticRegression(C=0.1, max_iter=2000))
+    assert evaluate(
+        models_root / "linear",
+        baseline=write_baseline(tmp_path / "a", log_loss=0.06),
+        policy=policy,
+    ).passed
+    candidate = train_candidate(
+        tmp_path / "c", "linear-c01", LogisticRegression(C=0.1, max_iter=2000)
+    )
     result = evaluate(candidate, baseline=models_root / "linear", policy=policy)
     assert failed(result) == {"log_loss vs baseline"}, result.report()
 
@@ -204,12 +244,18 @@ def test_the_committed_floors_cover_every_metric_training_records(policy, artifa
 def test_the_command_line_exit_codes_and_json_report(models_root, dummy_model, tmp_path):
     command = [sys.executable, "-m", "servinglab.model.quality_gate"]
     report = tmp_path / "gate.json"
-    ok = subprocess.run([*command, "--candidate", str(models_root / "linear"), "--json", str(report)],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [*command, "--candidate", str(models_root / "linear"), "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "RESULT: PASS" in ok.stdout
     assert json.loads(report.read_text())["passed"] is True
 
-    bad = subprocess.run([*command, "--candidate", str(dummy_model)], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [*command, "--candidate", str(dummy_model)], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1
     assert "FAIL  accuracy floor" in bad.stdout and "RESULT: FAIL" in bad.stdout

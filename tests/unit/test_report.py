@@ -18,6 +18,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import analysis, knobs, plots, report
+from benchmarks.reporting import charts
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "results_small.json"
 SLO = 50.0
@@ -86,11 +87,18 @@ def test_fixture_is_consistent_with_the_analysis(results):
         for level in arch["levels"]:
             assert level["within_slo"] == analysis.level_within_slo(level, SLO)
         costs = analysis.cost_per_million(
-            arch["capacity_rps"], arch["cpu_seconds_per_1k"], arch["peak_rss_mb_total"],
-            run["cpu_budget"], run["prices"],
+            arch["capacity_rps"],
+            arch["cpu_seconds_per_1k"],
+            arch["peak_rss_mb_total"],
+            run["cpu_budget"],
+            run["prices"],
         )
-        assert costs["provisioned"] == pytest.approx(arch["cost_per_million_usd"]["provisioned"], abs=1e-6)
-        assert costs["consumed"] == pytest.approx(arch["cost_per_million_usd"]["consumed"], abs=1e-6)
+        assert costs["provisioned"] == pytest.approx(
+            arch["cost_per_million_usd"]["provisioned"], abs=1e-6
+        )
+        assert costs["consumed"] == pytest.approx(
+            arch["cost_per_million_usd"]["consumed"], abs=1e-6
+        )
 
 
 # --- SLO and capacity -----------------------------------------------------------------------
@@ -121,7 +129,9 @@ def test_achieving_less_than_95_percent_of_target_is_beyond_capacity():
 
 
 def test_level_without_completed_requests_is_beyond_capacity():
-    assert analysis.beyond_capacity_reasons(make_level(100, p99=None), SLO) == ["no request completed"]
+    assert analysis.beyond_capacity_reasons(make_level(100, p99=None), SLO) == [
+        "no request completed"
+    ]
 
 
 def test_capacity_is_none_when_no_level_is_within_slo():
@@ -164,7 +174,10 @@ def test_loadgen_bound_threshold():
 
 def test_summarise_repetitions():
     assert analysis.summarise_repetitions([790.0, 830.0]) == {
-        "median": 810.0, "min": 790.0, "max": 830.0, "values": [790.0, 830.0]
+        "median": 810.0,
+        "min": 790.0,
+        "max": 830.0,
+        "values": [790.0, 830.0],
     }
     with_gap = analysis.summarise_repetitions([None, 600.0, 900.0])
     assert with_gap == {"median": 750.0, "min": 600.0, "max": 900.0, "values": [None, 600.0, 900.0]}
@@ -208,7 +221,9 @@ def test_consumed_equals_provisioned_when_right_sized_and_fully_busy():
 
 def test_cost_per_million_combines_both():
     costs = analysis.cost_per_million(
-        500.0, 2.0, 512.0,
+        500.0,
+        2.0,
+        512.0,
         {"sut_vcpus": 2, "sut_memory_gib": 4.0},
         {"vcpu_hour_usd": 0.036, "gib_hour_usd": 0.0072},
     )
@@ -227,15 +242,24 @@ def test_default_prices_are_the_documented_e2_figures():
 
 def test_load_prices_rejects_a_file_without_source(tmp_path):
     bad = tmp_path / "prices.json"
-    bad.write_text(json.dumps({"vcpu_hour_usd": 0.03, "gib_hour_usd": 0.004, "retrieved": "2026-01-01"}))
+    bad.write_text(
+        json.dumps({"vcpu_hour_usd": 0.03, "gib_hour_usd": 0.004, "retrieved": "2026-01-01"})
+    )
     with pytest.raises(analysis.ResultsValidationError, match="source"):
         analysis.load_prices(bad)
 
 
 def test_split_stages_groups_compute_hops_and_other():
     groups = analysis.split_stages(
-        {"pre": 0.1, "infer": 0.2, "post": 0.05, "hop_pre": 1.0, "hop_infer": 0.9, "http_other": 0.4,
-         "cache": None}
+        {
+            "pre": 0.1,
+            "infer": 0.2,
+            "post": 0.05,
+            "hop_pre": 1.0,
+            "hop_infer": 0.9,
+            "http_other": 0.4,
+            "cache": None,
+        }
     )
     assert groups == {
         "compute": {"pre": 0.1, "infer": 0.2, "post": 0.05},
@@ -263,15 +287,17 @@ def test_time_breakdown_bars_sum_to_the_stage_totals(results):
     for patch in axes.patches:
         row = round(patch.get_y() + patch.get_height() / 2)
         right_ends[row] = max(right_ends.get(row, 0.0), patch.get_x() + patch.get_width())
-    expected = [sum(v for v in arch["stages_ms"].values()) for arch in results["architectures"].values()]
+    expected = [
+        sum(v for v in arch["stages_ms"].values()) for arch in results["architectures"].values()
+    ]
     assert [right_ends[row] for row in sorted(right_ends)] == pytest.approx(expected)
 
 
 def test_figure_helpers_produce_png_and_svg(results):
     figure = plots.cost_chart(results)
-    assert plots.figure_to_png_bytes(figure).startswith(b"\x89PNG")
-    assert base64.b64decode(plots.figure_to_base64_png(figure)).startswith(b"\x89PNG")
-    svg = plots.figure_to_svg(figure)
+    assert charts.figure_to_png_bytes(figure).startswith(b"\x89PNG")
+    assert base64.b64decode(charts.figure_to_base64_png(figure)).startswith(b"\x89PNG")
+    svg = charts.figure_to_svg(figure)
     assert "<svg" in svg and "<metadata" not in svg
 
 
@@ -296,7 +322,9 @@ def test_headline_names_the_faster_architecture(results):
 def test_headline_when_one_architecture_never_met_the_slo(results):
     results["architectures"]["microservices"]["capacity_rps"] = None
     sentence = report.headline(results)
-    assert sentence.startswith("On 1 vCPU, the monolith served 750 requests/s within a p99 SLO of 50 ms")
+    assert sentence.startswith(
+        "On 1 vCPU, the monolith served 750 requests/s within a p99 SLO of 50 ms"
+    )
     assert sentence.endswith("; microservices did not meet the SLO at any tested rate.")
 
 
@@ -337,11 +365,19 @@ def test_write_report_writes_markdown_html_and_charts(tmp_path, results):
     for ref in chart_refs:
         assert (run_dir / ref).read_bytes().startswith(b"\x89PNG")
     assert report.headline(results) in markdown
-    for heading in ("## Summary", "## Where the time goes", "## Caveats", "## Machine and settings", "## Prices"):
+    for heading in (
+        "## Summary",
+        "## Where the time goes",
+        "## Caveats",
+        "## Machine and settings",
+        "## Prices",
+    ):
         assert heading in markdown
     assert "AMD EPYC 7B13" in markdown and "3f9c2d1e" in markdown
     assert "GCP Compute Engine e2 on-demand" in markdown
-    assert "| monolith | 750 | 600–900 | 4.90 | 30.5 | $0.00916 | $0.00663 | 1.05 | 301 |" in markdown
+    assert (
+        "| monolith | 750 | 600–900 | 4.90 | 30.5 | $0.00916 | $0.00663 | 1.05 | 301 |" in markdown
+    )
 
 
 def test_html_is_self_contained_and_embeds_the_charts(tmp_path, results):
@@ -358,16 +394,23 @@ def test_html_is_self_contained_and_embeds_the_charts(tmp_path, results):
 
 def test_loadgen_bound_level_is_flagged_in_the_report(results):
     markdown = report.render_markdown(results)
-    bound_rows = [line for line in markdown.splitlines() if "loadgen-bound" in line and line.startswith("| ")]
+    bound_rows = [
+        line for line in markdown.splitlines() if "loadgen-bound" in line and line.startswith("| ")
+    ]
     assert len(bound_rows) == 1
     assert bound_rows[0].startswith("| 0 | 2 | 900 | 842 |")
-    assert "monolith, repetition 0, step 2 (target 900 req/s): load generator at 89% CPU" in markdown
+    assert (
+        "monolith, repetition 0, step 2 (target 900 req/s): load generator at 89% CPU" in markdown
+    )
     assert 'class="beyond loadgen"' in report.render_html(results)
 
 
 def test_beyond_capacity_levels_say_why(results):
     markdown = report.render_markdown(results)
-    assert "beyond capacity: achieved 87% of target; p99 412 ms > SLO 50 ms; error rate 0.43% > 0.1%" in markdown
+    assert (
+        "beyond capacity: achieved 87% of target; p99 412 ms > SLO 50 ms; error rate 0.43% > 0.1%"
+        in markdown
+    )
 
 
 def test_where_the_time_goes_compares_hops_with_compute(results):
@@ -422,7 +465,10 @@ def test_command_line_prints_the_paths_written(tmp_path, results):
     run_dir = write_fixture_run(tmp_path, results)
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.report", str(run_dir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     printed = completed.stdout.split()
     assert str(run_dir / "report.md") in printed
@@ -468,8 +514,14 @@ def test_report_explains_every_knob_away_from_its_default(knob_results, knob_pag
 
 def test_knob_paragraphs_say_what_this_run_did(knob_results):
     section = report.render_markdown(knob_results).split("## What this run varies")[1]
-    assert "sitting at: monolith: in process; microservices: inference service; split: inference service" in section
-    assert "This run added 2 ms per hop to microservices, split, by an in-process sleep before each call." in section
+    assert (
+        "sitting at: monolith: in process; microservices: inference service; split: inference service"
+        in section
+    )
+    assert (
+        "This run added 2 ms per hop to microservices, split, by an in-process sleep before each call."
+        in section
+    )
     assert "batched at most 16 rows per model call, waiting at most 1 ms" in section
     assert "Replicas in this run: microservices inference=2; split inference=2." in section
     assert "split: a Flask gateway running preprocess and postprocess in process" in section
@@ -485,8 +537,10 @@ def test_knob_table_lists_every_knob_with_its_default(knob_results):
     markdown = report.render_markdown(knob_results)
     settings = markdown.split("## Machine and settings")[1]
     for spec in knobs.KNOBS:
-        assert f"| {spec.variable} | {spec.show(knob_results['run']['knobs'][spec.key])} | {spec.show(spec.default)} |" \
+        assert (
+            f"| {spec.variable} | {spec.show(knob_results['run']['knobs'][spec.key])} | {spec.show(spec.default)} |"
             in settings
+        )
 
 
 def test_defaults_and_old_results_have_no_knob_section(results):

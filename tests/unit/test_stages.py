@@ -36,8 +36,15 @@ def one_hot_ranges() -> dict[str, range]:
     return ranges
 
 
-RECORD = {"island": "Dream", "sex": "male", "bill_length_mm": 50.0, "bill_depth_mm": 19.0,
-          "flipper_length_mm": 196.0, "body_mass_g": 3900.0, "year": 2008}
+RECORD = {
+    "island": "Dream",
+    "sex": "male",
+    "bill_length_mm": 50.0,
+    "bill_depth_mm": 19.0,
+    "flipper_length_mm": 196.0,
+    "body_mass_g": 3900.0,
+    "year": 2008,
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +56,15 @@ def training_medians() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scaler(artifact):
-    return artifact.estimator.named_steps["preprocess"].named_transformers_["numeric"].named_steps["scale"]
+    return (
+        artifact.estimator.named_steps["preprocess"]
+        .named_transformers_["numeric"]
+        .named_steps["scale"]
+    )
 
 
 # --- Preprocessor -------------------------------------------------------------------------------
+
 
 def test_preprocess_output_shape(pipeline, held_out):
     features = pipeline.preprocess(validate_instances(held_out))
@@ -65,7 +77,9 @@ def test_preprocess_output_shape(pipeline, held_out):
 
 def test_preprocess_matches_the_fitted_column_transformer(pipeline, artifact):
     _, frame = data.split(data.load_frame())
-    expected = artifact.estimator.named_steps["preprocess"].transform(frame[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]])
+    expected = artifact.estimator.named_steps["preprocess"].transform(
+        frame[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]]
+    )
     actual = pipeline.preprocess(validate_instances(data.to_records(frame)))
     np.testing.assert_array_equal(actual, expected)
 
@@ -75,7 +89,9 @@ def test_preprocessor_holds_the_training_medians(pipeline, training_medians):
 
 
 def test_missing_numeric_values_are_imputed_to_training_medians(pipeline, training_medians, scaler):
-    features = pipeline.preprocess(validate_instances([{**RECORD, **{name: None for name in NUMERIC_NAMES}}]))
+    features = pipeline.preprocess(
+        validate_instances([{**RECORD, **{name: None for name in NUMERIC_NAMES}}])
+    )
     expected = (training_medians - scaler.mean_) / scaler.scale_
     np.testing.assert_allclose(features[0, :N_NUMERIC], expected, rtol=0, atol=1e-12)
     # The imputed year is the median year, 2008; the others are mid-range measurements.
@@ -140,6 +156,7 @@ def test_preprocess_rejects_a_category_that_bypassed_validation(pipeline):
 
 # --- Classifier ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(1, N_FEATURES - 1), (3, N_FEATURES + 1), (2, 0)])
 def test_classifier_rejects_wrong_column_count(pipeline, shape):
     with pytest.raises(ValueError, match=f"expected a matrix with {N_FEATURES} columns"):
@@ -152,7 +169,9 @@ def test_classifier_rejects_a_vector(pipeline):
 
 
 def test_probability_rows_sum_to_one(pipeline, held_out):
-    probabilities = pipeline.classifier.predict_proba(pipeline.preprocess(validate_instances(held_out)))
+    probabilities = pipeline.classifier.predict_proba(
+        pipeline.preprocess(validate_instances(held_out))
+    )
     assert probabilities.shape == (len(held_out), len(CLASSES))
     assert (probabilities >= 0).all() and (probabilities <= 1).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=0, atol=1e-12)
@@ -161,21 +180,35 @@ def test_probability_rows_sum_to_one(pipeline, held_out):
 def test_classifier_matches_the_fitted_estimator(pipeline, artifact, held_out):
     features = pipeline.preprocess(validate_instances(held_out))
     expected = artifact.estimator.named_steps["classifier"].predict_proba(features)
-    np.testing.assert_allclose(pipeline.classifier.predict_proba(features), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        pipeline.classifier.predict_proba(features), expected, rtol=0, atol=1e-12
+    )
 
 
 def test_classifier_is_confident_on_a_typical_gentoo(pipeline):
-    gentoo = {"island": "Biscoe", "sex": "male", "bill_length_mm": 49.0, "bill_depth_mm": 15.5,
-              "flipper_length_mm": 222.0, "body_mass_g": 5500.0, "year": 2008}
-    probabilities = pipeline.classifier.predict_proba(pipeline.preprocess(validate_instances([gentoo])))
+    gentoo = {
+        "island": "Biscoe",
+        "sex": "male",
+        "bill_length_mm": 49.0,
+        "bill_depth_mm": 15.5,
+        "flipper_length_mm": 222.0,
+        "body_mass_g": 5500.0,
+        "year": 2008,
+    }
+    probabilities = pipeline.classifier.predict_proba(
+        pipeline.preprocess(validate_instances([gentoo]))
+    )
     assert CLASSES[int(probabilities[0].argmax())] == "Gentoo"
     assert probabilities[0].max() > 0.9
 
 
 # --- Postprocessor ------------------------------------------------------------------------------
 
+
 def test_species_is_argmax_and_confidence_is_max():
-    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.85, 0.05], [0.05, 0.15, 0.8], [0.3, 0.3, 0.4]])
+    probabilities = np.array(
+        [[0.7, 0.2, 0.1], [0.1, 0.85, 0.05], [0.05, 0.15, 0.8], [0.3, 0.3, 0.4]]
+    )
     predictions = Postprocessor()(probabilities)
     assert [p["species"] for p in predictions] == ["Adelie", "Chinstrap", "Gentoo", "Gentoo"]
     assert [p["confidence"] for p in predictions] == [0.7, 0.85, 0.8, 0.4]
@@ -186,25 +219,32 @@ def test_species_is_argmax_and_confidence_is_max():
 def test_uncertain_flag_flips_exactly_at_the_threshold():
     below = math.nextafter(0.6, 0.0)
     above = math.nextafter(0.6, 1.0)
-    probabilities = np.array([
-        [0.6, 0.3, 0.1],
-        [below, 1.0 - below - 0.1, 0.1],
-        [above, 1.0 - above - 0.1, 0.1],
-    ])
+    probabilities = np.array(
+        [
+            [0.6, 0.3, 0.1],
+            [below, 1.0 - below - 0.1, 0.1],
+            [above, 1.0 - above - 0.1, 0.1],
+        ]
+    )
     predictions = Postprocessor(confidence_threshold=0.6)(probabilities)
     assert [p["uncertain"] for p in predictions] == [False, True, False]
     assert DEFAULT_CONFIDENCE_THRESHOLD == 0.6
     assert [p["uncertain"] for p in Postprocessor()(probabilities)] == [False, True, False]
 
 
-@pytest.mark.parametrize("threshold,expected", [
-    (0.0, [False, False]),
-    (0.5, [False, True]),
-    (1.0, [False, True]),
-])
+@pytest.mark.parametrize(
+    "threshold,expected",
+    [
+        (0.0, [False, False]),
+        (0.5, [False, True]),
+        (1.0, [False, True]),
+    ],
+)
 def test_threshold_bounds_are_valid(threshold, expected):
     probabilities = np.array([[0.0, 1.0, 0.0], [0.45, 0.45, 0.1]])
-    assert [p["uncertain"] for p in Postprocessor(confidence_threshold=threshold)(probabilities)] == expected
+    assert [
+        p["uncertain"] for p in Postprocessor(confidence_threshold=threshold)(probabilities)
+    ] == expected
 
 
 @pytest.mark.parametrize("threshold", [-0.01, 1.01, 60, float("nan")])
@@ -221,11 +261,18 @@ def test_postprocessor_rejects_wrong_shape(shape):
 
 def test_postprocessor_uses_the_given_class_order():
     predictions = Postprocessor(classes=("b", "a"))(np.array([[0.2, 0.8]]))
-    assert predictions == [{"species": "a", "probabilities": {"b": 0.2, "a": 0.8},
-                            "confidence": 0.8, "uncertain": False}]
+    assert predictions == [
+        {
+            "species": "a",
+            "probabilities": {"b": 0.2, "a": 0.8},
+            "confidence": 0.8,
+            "uncertain": False,
+        }
+    ]
 
 
 # --- All three stages ---------------------------------------------------------------------------
+
 
 def test_batch_of_n_gives_n_predictions_in_order(pipeline, held_out):
     batch_predictions = pipeline.predict(validate_instances(held_out))
@@ -234,7 +281,9 @@ def test_batch_of_n_gives_n_predictions_in_order(pipeline, held_out):
     assert [p["species"] for p in batch_predictions] == [p["species"] for p in singles]
     for batched, single in zip(batch_predictions, singles):
         for name in CLASSES:
-            assert batched["probabilities"][name] == pytest.approx(single["probabilities"][name], abs=1e-12)
+            assert batched["probabilities"][name] == pytest.approx(
+                single["probabilities"][name], abs=1e-12
+            )
 
 
 def test_reversed_batch_gives_reversed_predictions(pipeline, held_out):

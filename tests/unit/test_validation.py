@@ -60,8 +60,11 @@ def only_error(problem: Problem) -> dict:
 
 # --- The happy path -----------------------------------------------------------------------------
 
+
 def test_valid_record_produces_columns():
-    batch = validate_predict_request({"instances": [record(), record(island="Dream", year=2009)]}, LIMIT)
+    batch = validate_predict_request(
+        {"instances": [record(), record(island="Dream", year=2009)]}, LIMIT
+    )
     assert batch.size == 2
     assert set(batch.columns) == FIELD_NAMES
     assert batch.columns["island"] == ["Biscoe", "Dream"]
@@ -104,8 +107,12 @@ def test_all_fields_null_is_valid():
 
 
 def test_schema_bounds_are_inclusive():
-    batch = validate_instances([record(bill_length_mm=0, body_mass_g=20000, year=1900),
-                                record(bill_length_mm=200.0, year=2100)])
+    batch = validate_instances(
+        [
+            record(bill_length_mm=0, body_mass_g=20000, year=1900),
+            record(bill_length_mm=200.0, year=2100),
+        ]
+    )
     assert batch.columns["bill_length_mm"] == [0.0, 200.0]
     assert batch.columns["year"] == [1900.0, 2100.0]
 
@@ -120,13 +127,18 @@ def test_exactly_the_limit_is_accepted():
 
 # --- Malformed JSON -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body", [
-    b'{"instances": [',
-    b"",
-    b'{"instances": []} trailing',
-    b"\xff\xfe\x00",
-    b"{'instances': []}",
-], ids=["truncated", "empty", "trailing-data", "bad-encoding", "single-quotes"])
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [',
+        b"",
+        b'{"instances": []} trailing',
+        b"\xff\xfe\x00",
+        b"{'instances': []}",
+    ],
+    ids=["truncated", "empty", "trailing-data", "bad-encoding", "single-quotes"],
+)
 def test_malformed_json_is_400(body):
     with pytest.raises(Problem) as caught:
         parse_json(body)
@@ -157,7 +169,9 @@ def test_deeply_nested_json_is_400_not_a_crash(opener):
 
 
 def test_overflowing_float_literal_is_a_finite_check_422():
-    payload = parse_json(b'{"instances": [' + json.dumps(record()).replace("5200.0", "1e999").encode() + b"]}")
+    payload = parse_json(
+        b'{"instances": [' + json.dumps(record()).replace("5200.0", "1e999").encode() + b"]}"
+    )
     assert payload["instances"][0]["body_mass_g"] == math.inf
     with pytest.raises(Problem) as caught:
         validate_predict_request(payload, LIMIT)
@@ -173,8 +187,11 @@ def test_negative_overflowing_float_literal_is_422():
 
 
 def test_huge_integer_literal_is_422_not_a_crash():
-    payload = parse_json(b'{"instances": [' + json.dumps(record()).replace("5200.0", "1" + "0" * 400).encode()
-                         + b"]}")
+    payload = parse_json(
+        b'{"instances": ['
+        + json.dumps(record()).replace("5200.0", "1" + "0" * 400).encode()
+        + b"]}"
+    )
     assert isinstance(payload["instances"][0]["body_mass_g"], int)
     with pytest.raises(Problem) as caught:
         validate_predict_request(payload, LIMIT)
@@ -184,8 +201,12 @@ def test_huge_integer_literal_is_422_not_a_crash():
 
 # --- The envelope -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("payload", [[record()], "instances", 42, None, True],
-                         ids=["list", "string", "number", "null", "bool"])
+
+@pytest.mark.parametrize(
+    "payload",
+    [[record()], "instances", 42, None, True],
+    ids=["list", "string", "number", "null", "bool"],
+)
 def test_non_object_body_is_422_invalid_request(payload):
     with pytest.raises(Problem) as caught:
         validate_predict_request(payload, LIMIT)
@@ -194,9 +215,11 @@ def test_non_object_body_is_422_invalid_request(payload):
     assert "JSON object" in caught.value.detail
 
 
-@pytest.mark.parametrize("payload", [{}, {"instances": None}, {"instances": {"0": record()}},
-                                     {"instances": "x"}],
-                         ids=["absent", "null", "object", "string"])
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"instances": None}, {"instances": {"0": record()}}, {"instances": "x"}],
+    ids=["absent", "null", "object", "string"],
+)
 def test_missing_or_non_list_instances_is_422(payload):
     with pytest.raises(Problem) as caught:
         validate_predict_request(payload, LIMIT)
@@ -241,8 +264,12 @@ def test_instance_count_is_checked_before_instance_contents():
 
 # --- Per-instance errors ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("instance", [None, [], "penguin", 3, [record()]],
-                         ids=["null", "list", "string", "number", "nested-list"])
+
+@pytest.mark.parametrize(
+    "instance",
+    [None, [], "penguin", 3, [record()]],
+    ids=["null", "list", "string", "number", "nested-list"],
+)
 def test_non_object_instance(instance):
     problem = rejected([record(), instance])
     assert problem.to_dict()["type"] == "urn:servinglab:problem:invalid-instances"
@@ -261,7 +288,9 @@ def test_missing_field():
 def test_every_missing_field_is_listed():
     problem = rejected([record(), {}])
     errors = problem.extensions["errors"]
-    assert [(e["instance"], e["field"]) for e in errors] == [(1, name) for name in sorted(FIELD_NAMES)]
+    assert [(e["instance"], e["field"]) for e in errors] == [
+        (1, name) for name in sorted(FIELD_NAMES)
+    ]
     assert problem.detail.startswith(f"{len(FIELD_NAMES)} problem(s)")
 
 
@@ -277,14 +306,20 @@ def test_misspelt_field_reports_both_missing_and_unknown():
     instance["bill_lenght_mm"] = instance.pop("bill_length_mm")
     errors = rejected([instance]).extensions["errors"]
     assert len(errors) == 2
-    assert errors[0] == {"instance": 0, "field": "bill_length_mm",
-                         "message": "is required (use null for a missing measurement)"}
+    assert errors[0] == {
+        "instance": 0,
+        "field": "bill_length_mm",
+        "message": "is required (use null for a missing measurement)",
+    }
     assert "bill_lenght_mm" in errors[1]["field"]
     assert errors[1]["message"] == "is not a known field"
 
 
-@pytest.mark.parametrize("value", ["46.5", True, False, [46.5], {"mm": 46.5}],
-                         ids=["string", "true", "false", "list", "object"])
+@pytest.mark.parametrize(
+    "value",
+    ["46.5", True, False, [46.5], {"mm": 46.5}],
+    ids=["string", "true", "false", "list", "object"],
+)
 def test_wrong_type_for_a_number(value):
     error = only_error(rejected([record(bill_length_mm=value)]))
     assert error["instance"] == 0
@@ -299,16 +334,19 @@ def test_bool_year_is_rejected_not_read_as_one():
     assert "must be a number" in error["message"]
 
 
-@pytest.mark.parametrize("field,value", [
-    ("bill_length_mm", -0.1),
-    ("bill_length_mm", 200.5),
-    ("bill_depth_mm", 100.01),
-    ("flipper_length_mm", 401),
-    ("body_mass_g", 20001.0),
-    ("body_mass_g", -5200.0),
-    ("year", 1899),
-    ("year", 2101),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("bill_length_mm", -0.1),
+        ("bill_length_mm", 200.5),
+        ("bill_depth_mm", 100.01),
+        ("flipper_length_mm", 401),
+        ("body_mass_g", 20001.0),
+        ("body_mass_g", -5200.0),
+        ("year", 1899),
+        ("year", 2101),
+    ],
+)
 def test_out_of_range_number(field, value):
     error = only_error(rejected([record(**{field: value})]))
     assert error["instance"] == 0
@@ -329,15 +367,18 @@ def test_non_integer_year(value):
     assert error["message"] == f"must be a whole number, got {value:g}"
 
 
-@pytest.mark.parametrize("field,value", [
-    ("island", "Anvers"),
-    ("island", "biscoe"),
-    ("island", ""),
-    ("sex", "Male"),
-    ("sex", 1),
-    ("sex", True),
-    ("island", ["Biscoe"]),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("island", "Anvers"),
+        ("island", "biscoe"),
+        ("island", ""),
+        ("sex", "Male"),
+        ("sex", 1),
+        ("sex", True),
+        ("island", ["Biscoe"]),
+    ],
+)
 def test_unknown_category(field, value):
     error = only_error(rejected([record(**{field: value})]))
     assert error["instance"] == 0
@@ -354,11 +395,16 @@ def test_unknown_category_message_lists_the_allowed_values():
 def test_errors_from_several_instances_and_fields_are_all_reported():
     problem = rejected([record(year=2008.5), record(), record(island="Mars", body_mass_g="heavy")])
     errors = problem.extensions["errors"]
-    assert [(e["instance"], e["field"]) for e in errors] == [(0, "year"), (2, "body_mass_g"), (2, "island")]
+    assert [(e["instance"], e["field"]) for e in errors] == [
+        (0, "year"),
+        (2, "body_mass_g"),
+        (2, "island"),
+    ]
     assert problem.detail == "3 problem(s) found in the instances; see 'errors'."
 
 
 # --- Limits on what an error echoes -------------------------------------------------------------
+
 
 def test_error_list_is_capped_but_detail_counts_everything():
     bad = 3 * MAX_LISTED_ERRORS + 7
@@ -368,8 +414,10 @@ def test_error_list_is_capped_but_detail_counts_everything():
     errors = problem.extensions["errors"]
     assert len(errors) == MAX_LISTED_ERRORS
     assert [e["instance"] for e in errors] == list(range(MAX_LISTED_ERRORS))
-    assert problem.detail == (f"{bad} problem(s) found in the instances "
-                              f"({bad - MAX_LISTED_ERRORS} more not listed); see 'errors'.")
+    assert problem.detail == (
+        f"{bad} problem(s) found in the instances "
+        f"({bad - MAX_LISTED_ERRORS} more not listed); see 'errors'."
+    )
 
 
 def test_detail_counts_every_unknown_field_of_one_instance():
@@ -389,7 +437,10 @@ def test_hostile_long_string_value_is_truncated_in_the_message():
 
 def test_hostile_long_string_for_a_number_is_truncated():
     error = only_error(rejected([record(body_mass_g="9" * 100_000)]))
-    assert error["message"] == "must be a number or null, got " + ("'" + "9" * (MAX_ECHOED_CHARS - 1)) + "..."
+    assert (
+        error["message"]
+        == "must be a number or null, got " + ("'" + "9" * (MAX_ECHOED_CHARS - 1)) + "..."
+    )
 
 
 def test_hostile_long_field_name_is_truncated():
@@ -413,13 +464,20 @@ def test_hostile_long_top_level_key_is_truncated():
 
 # --- Hostile-input bounds -----------------------------------------------------------------------
 
+
 def test_validation_limits_default_to_the_configured_ones():
-    assert (DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_STRING_CHARS, DEFAULT_MAX_KEY_CHARS) == (
-        config.DEFAULTS["MAX_JSON_DEPTH"], config.DEFAULTS["MAX_STRING_CHARS"], config.DEFAULTS["MAX_KEY_CHARS"])
+    assert (
+        config.DEFAULTS["MAX_JSON_DEPTH"],
+        config.DEFAULTS["MAX_STRING_CHARS"],
+        config.DEFAULTS["MAX_KEY_CHARS"],
+    ) == (DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_STRING_CHARS, DEFAULT_MAX_KEY_CHARS)
 
 
-@pytest.mark.parametrize("opener,closer", [(b"[", b"]"), (b'{"a":', b"}"), (b'[{"a":', b"}]")],
-                         ids=["arrays", "objects", "mixed"])
+@pytest.mark.parametrize(
+    "opener,closer",
+    [(b"[", b"]"), (b'{"a":', b"}"), (b'[{"a":', b"}]")],
+    ids=["arrays", "objects", "mixed"],
+)
 def test_nesting_up_to_the_limit_parses_and_one_level_more_is_400(opener, closer):
     per_level = 2 if opener == b'[{"a":' else 1
     levels = 12 // per_level
@@ -428,7 +486,10 @@ def test_nesting_up_to_the_limit_parses_and_one_level_more_is_400(opener, closer
         parse_json(opener * (levels + 1) + b"0" + closer * (levels + 1), max_depth=12)
     assert caught.value.status == 400
     assert caught.value.slug == "malformed-json"
-    assert caught.value.detail == "The body is nested too deeply: arrays and objects may nest at most 12 levels."
+    assert (
+        caught.value.detail
+        == "The body is nested too deeply: arrays and objects may nest at most 12 levels."
+    )
     assert caught.value.extensions == {"limit": 12}
 
 
@@ -466,8 +527,15 @@ def test_integer_longer_than_the_digit_limit_is_400():
     with pytest.raises(Problem) as caught:
         parse_json(body)
     problem = caught.value
-    assert (problem.status, problem.slug, problem.title) == (400, "number-too-large", "Number too large")
-    assert problem.detail == f"An integer in the body has more than {sys.get_int_max_str_digits()} digits."
+    assert (problem.status, problem.slug, problem.title) == (
+        400,
+        "number-too-large",
+        "Number too large",
+    )
+    assert (
+        problem.detail
+        == f"An integer in the body has more than {sys.get_int_max_str_digits()} digits."
+    )
     assert problem.extensions == {"limit": sys.get_int_max_str_digits()}
 
 
@@ -485,10 +553,16 @@ def test_digit_limit_is_the_interpreters_configurable_one():
 
 def test_over_long_category_value_names_the_limit():
     error = only_error(rejected([record(sex="f" * (DEFAULT_MAX_STRING_CHARS + 1))]))
-    assert error["message"].startswith(f"must be at most {DEFAULT_MAX_STRING_CHARS} characters, got 'fff")
+    assert error["message"].startswith(
+        f"must be at most {DEFAULT_MAX_STRING_CHARS} characters, got 'fff"
+    )
     with pytest.raises(Problem) as caught:
-        validate_predict_request({"instances": [record(sex="female-ish")]}, LIMIT, max_string_chars=5)
-    assert caught.value.extensions["errors"][0]["message"].startswith("must be at most 5 characters")
+        validate_predict_request(
+            {"instances": [record(sex="female-ish")]}, LIMIT, max_string_chars=5
+        )
+    assert caught.value.extensions["errors"][0]["message"].startswith(
+        "must be at most 5 characters"
+    )
 
 
 def test_category_value_within_the_limit_gets_the_usual_message():
@@ -499,10 +573,15 @@ def test_category_value_within_the_limit_gets_the_usual_message():
 def test_over_long_field_name_names_the_limit():
     hostile = "k" * (DEFAULT_MAX_KEY_CHARS + 1)
     error = only_error(rejected([record(**{hostile: 1})]))
-    assert error["message"] == f"is not a known field (names are at most {DEFAULT_MAX_KEY_CHARS} characters)"
+    assert (
+        error["message"]
+        == f"is not a known field (names are at most {DEFAULT_MAX_KEY_CHARS} characters)"
+    )
     with pytest.raises(Problem) as caught:
         validate_predict_request({"instances": [record()], hostile: 1}, LIMIT)
-    assert caught.value.detail.endswith(f"Field names are at most {DEFAULT_MAX_KEY_CHARS} characters.")
+    assert caught.value.detail.endswith(
+        f"Field names are at most {DEFAULT_MAX_KEY_CHARS} characters."
+    )
 
 
 def test_many_unknown_fields_list_the_first_in_order_and_count_the_rest():
@@ -513,7 +592,9 @@ def test_many_unknown_fields_list_the_first_in_order_and_count_the_rest():
     assert problem.detail.startswith("5000 problem(s)")
     with pytest.raises(Problem) as caught:
         validate_predict_request({"instances": [record()], **dict.fromkeys(names, 1)}, LIMIT)
-    assert caught.value.detail.startswith("Unknown top-level field(s): " + ", ".join(sorted(names)[:MAX_LISTED_ERRORS]))
+    assert caught.value.detail.startswith(
+        "Unknown top-level field(s): " + ", ".join(sorted(names)[:MAX_LISTED_ERRORS])
+    )
     assert caught.value.detail.endswith(f" and {5000 - MAX_LISTED_ERRORS} more.")
 
 
@@ -523,5 +604,6 @@ def test_listing_continues_across_instances_until_the_list_is_full():
     problem = rejected([first, second])
     fields = [(e["instance"], e["field"]) for e in problem.extensions["errors"]]
     assert fields == [(0, name) for name in sorted(f"a{i}" for i in range(15))] + [
-        (1, f"b{i:02d}") for i in range(MAX_LISTED_ERRORS - 15)]
+        (1, f"b{i:02d}") for i in range(MAX_LISTED_ERRORS - 15)
+    ]
     assert problem.detail.startswith("45 problem(s)")

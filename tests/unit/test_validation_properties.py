@@ -30,38 +30,65 @@ MAX_DEPTH = 8
 MAX_STRING_CHARS = 12
 MAX_KEY_CHARS = 20
 
-PROPERTY = settings(max_examples=200, derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=200,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Anything json.loads can return, plus what it cannot (NaN) for callers that skip the parser.
-SCALARS = (st.none() | st.booleans() | st.integers(-10**50, 10**50) | st.floats()
-           | st.text(max_size=30) | st.sampled_from([c for f in CATEGORICAL_FIELDS for c in f.categories]))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=25), inner, max_size=4), max_leaves=12)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**50), 10**50)
+    | st.floats()
+    | st.text(max_size=30)
+    | st.sampled_from([c for f in CATEGORICAL_FIELDS for c in f.categories])
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=25), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def _field_value(field) -> st.SearchStrategy:
     if field in NUMERIC_FIELDS:
-        near = st.floats(field.minimum - 5, field.maximum + 5) | st.integers(int(field.minimum) - 5,
-                                                                             int(field.maximum) + 5)
+        near = st.floats(field.minimum - 5, field.maximum + 5) | st.integers(
+            int(field.minimum) - 5, int(field.maximum) + 5
+        )
         return st.none() | near | VALUES
     return st.none() | st.sampled_from(field.categories) | st.text(max_size=20) | VALUES
 
 
 # Records that are mostly right, so validation goes past the first check into every branch.
-RECORDS = st.fixed_dictionaries({f.name: _field_value(f) for f in (*NUMERIC_FIELDS, *CATEGORICAL_FIELDS)},
-                                optional={"extra": VALUES, "x" * 30: st.none()})
-PAYLOADS = (st.fixed_dictionaries({"instances": st.lists(RECORDS | VALUES, max_size=MAX_INSTANCES + 2)},
-                                  optional={"debug": VALUES, "y" * 30: st.none()})
-            | st.dictionaries(st.text(max_size=25), VALUES, max_size=3)
-            | VALUES)
+RECORDS = st.fixed_dictionaries(
+    {f.name: _field_value(f) for f in (*NUMERIC_FIELDS, *CATEGORICAL_FIELDS)},
+    optional={"extra": VALUES, "x" * 30: st.none()},
+)
+PAYLOADS = (
+    st.fixed_dictionaries(
+        {"instances": st.lists(RECORDS | VALUES, max_size=MAX_INSTANCES + 2)},
+        optional={"debug": VALUES, "y" * 30: st.none()},
+    )
+    | st.dictionaries(st.text(max_size=25), VALUES, max_size=3)
+    | VALUES
+)
 
 
 def outcome(body: bytes) -> RawBatch | Problem:
     """Parse and validate like the API does; only a RawBatch or a well-formed 4xx Problem may come out."""
     try:
-        return validate_predict_request(parse_json(body, MAX_DEPTH), MAX_INSTANCES,
-                                        max_string_chars=MAX_STRING_CHARS, max_key_chars=MAX_KEY_CHARS)
+        return validate_predict_request(
+            parse_json(body, MAX_DEPTH),
+            MAX_INSTANCES,
+            max_string_chars=MAX_STRING_CHARS,
+            max_key_chars=MAX_KEY_CHARS,
+        )
     except Problem as problem:
         check_problem(problem)
         return problem
@@ -80,7 +107,10 @@ def check_batch(batch: RawBatch) -> None:
     for field in NUMERIC_FIELDS:
         values = batch.columns[field.name]
         assert len(values) == batch.size
-        assert all(type(v) is float and (math.isnan(v) or field.minimum <= v <= field.maximum) for v in values)
+        assert all(
+            type(v) is float and (math.isnan(v) or field.minimum <= v <= field.maximum)
+            for v in values
+        )
     for field in CATEGORICAL_FIELDS:
         assert all(v is None or v in field.categories for v in batch.columns[field.name])
 
@@ -97,8 +127,9 @@ def depth(value) -> int:
 @given(payload=PAYLOADS)
 def test_any_payload_is_a_batch_or_a_4xx_problem(payload):
     try:
-        result = validate_predict_request(payload, MAX_INSTANCES, max_string_chars=MAX_STRING_CHARS,
-                                          max_key_chars=MAX_KEY_CHARS)
+        result = validate_predict_request(
+            payload, MAX_INSTANCES, max_string_chars=MAX_STRING_CHARS, max_key_chars=MAX_KEY_CHARS
+        )
     except Problem as problem:
         check_problem(problem)
     else:
@@ -121,15 +152,33 @@ def mangled_json(draw) -> bytes:
         if not text:
             break
         at = draw(st.integers(0, len(text) - 1))
-        junk = draw(st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b",", b":", b"\xff", b"1" * 30,
-                                     b"[" * 40, b"-", b"e999", b"\x00"]))
+        junk = draw(
+            st.sampled_from(
+                [
+                    b"[",
+                    b"]",
+                    b"{",
+                    b"}",
+                    b'"',
+                    b"\\",
+                    b",",
+                    b":",
+                    b"\xff",
+                    b"1" * 30,
+                    b"[" * 40,
+                    b"-",
+                    b"e999",
+                    b"\x00",
+                ]
+            )
+        )
         match draw(st.sampled_from(["cut", "insert", "overwrite", "truncate"])):
             case "cut":
-                del text[at:at + draw(st.integers(1, 5))]
+                del text[at : at + draw(st.integers(1, 5))]
             case "insert":
                 text[at:at] = junk
             case "overwrite":
-                text[at:at + len(junk)] = junk
+                text[at : at + len(junk)] = junk
             case "truncate":
                 del text[at:]
     return bytes(text)
@@ -153,6 +202,7 @@ def test_well_formed_bodies_are_a_batch_or_a_4xx_problem(payload):
 
 # --- Nesting depth ------------------------------------------------------------------------------
 
+
 @PROPERTY
 @given(value=VALUES, limit=st.integers(0, 12))
 def test_depth_scan_never_lets_the_parser_nest_deeper_than_the_limit(value, limit):
@@ -164,8 +214,11 @@ def test_depth_scan_never_lets_the_parser_nest_deeper_than_the_limit(value, limi
 # No brackets inside strings: then the scan must be exact, neither stricter nor looser.
 BRACKETLESS = st.recursive(
     st.none() | st.integers() | st.text(st.characters(blacklist_characters="[]{}"), max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abc", max_size=3), inner, max_size=3),
-    max_leaves=40)
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text("abc", max_size=3), inner, max_size=3)
+    ),
+    max_leaves=40,
+)
 
 
 @PROPERTY
@@ -175,15 +228,22 @@ def test_depth_scan_is_exact_on_well_formed_json(value, limit):
 
 
 @PROPERTY
-@given(levels=st.integers(0, 3000), openers=st.sampled_from([b"[", b'{"a":', b'[{"a":']),
-       closed=st.booleans())
+@given(
+    levels=st.integers(0, 3000),
+    openers=st.sampled_from([b"[", b'{"a":', b'[{"a":']),
+    closed=st.booleans(),
+)
 def test_deep_nesting_is_refused_before_parsing(levels, openers, closed):
     closers = {b"[": b"]", b'{"a":': b"}", b'[{"a":': b"}]"}[openers]
     body = openers * levels + b"1" + (closers * levels if closed else b"")
     result = outcome(body)
     per_level = 2 if openers == b'[{"a":' else 1
     if levels * per_level > MAX_DEPTH:
-        assert isinstance(result, Problem) and result.status == 400 and "nested too deeply" in result.detail
+        assert (
+            isinstance(result, Problem)
+            and result.status == 400
+            and "nested too deeply" in result.detail
+        )
         assert result.extensions == {"limit": MAX_DEPTH}
     else:
         assert isinstance(result, Problem) and result.status in (400, 422)
@@ -192,21 +252,35 @@ def test_deep_nesting_is_refused_before_parsing(levels, openers, closed):
 
 # --- Long numbers and strings -------------------------------------------------------------------
 
+
 @PROPERTY
-@given(digits=st.integers(1, 6000), field=st.sampled_from(NUMERIC_FIELDS), sign=st.sampled_from(["", "-"]))
+@given(
+    digits=st.integers(1, 6000),
+    field=st.sampled_from(NUMERIC_FIELDS),
+    sign=st.sampled_from(["", "-"]),
+)
 def test_integers_of_any_length_are_a_4xx(digits, field, sign):
     record = {name: None for name in FIELD_NAMES}
-    body = json.dumps({"instances": [record]}).replace(f'"{field.name}": null',
-                                                      f'"{field.name}": {sign}{"9" * digits}').encode()
+    body = (
+        json.dumps({"instances": [record]})
+        .replace(f'"{field.name}": null', f'"{field.name}": {sign}{"9" * digits}')
+        .encode()
+    )
     result = outcome(body)
     if digits > sys.get_int_max_str_digits():
-        assert isinstance(result, Problem) and (result.status, result.slug) == (400, "number-too-large")
+        assert isinstance(result, Problem) and (result.status, result.slug) == (
+            400,
+            "number-too-large",
+        )
     elif digits > 5:
         assert isinstance(result, Problem) and result.status == 422
 
 
 @PROPERTY
-@given(text=st.text(min_size=MAX_STRING_CHARS + 1, max_size=500), field=st.sampled_from(CATEGORICAL_FIELDS))
+@given(
+    text=st.text(min_size=MAX_STRING_CHARS + 1, max_size=500),
+    field=st.sampled_from(CATEGORICAL_FIELDS),
+)
 def test_over_long_category_values_name_the_limit(text, field):
     record = {name: None for name in FIELD_NAMES} | {field.name: text}
     result = outcome(json.dumps({"instances": [record]}).encode())
@@ -223,4 +297,6 @@ def test_over_long_field_names_name_the_limit(key):
     result = outcome(json.dumps({"instances": [record]}).encode())
     assert isinstance(result, Problem) and result.status == 422
     [error] = result.extensions["errors"]
-    assert error["message"] == f"is not a known field (names are at most {MAX_KEY_CHARS} characters)"
+    assert (
+        error["message"] == f"is not a known field (names are at most {MAX_KEY_CHARS} characters)"
+    )

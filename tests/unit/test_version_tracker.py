@@ -22,7 +22,9 @@ class AlternatingReplicas:
         self.calls += 1
         served = next(self.turns)
         if version != served and served not in alternatives:
-            raise StageFailure("inference", grpc.StatusCode.FAILED_PRECONDITION, "other version", served)
+            raise StageFailure(
+                "inference", grpc.StatusCode.FAILED_PRECONDITION, "other version", served
+            )
         used = features if version == served else alternatives[served]
         assert used == f"features-for-{served}", "a replica scored features of another version"
         return SimpleNamespace(model=SimpleNamespace(version=served), used=used)
