@@ -32,19 +32,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from lab.run import EXAMPLE
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("local", "docker")
 IDLE_REQUESTS = 300
 IDLE_WARMUP = 50
-RECORD = {
-    "island": "Biscoe",
-    "bill_length_mm": 48.6,
-    "bill_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "male",
-    "year": 2009,
-}
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -91,7 +84,7 @@ def idle_probe(
 
     def measure(url: str) -> dict[str, Any]:
         session = requests.Session()
-        body = {"instances": [RECORD]}
+        body = {"instances": [EXAMPLE]}
         for _ in range(IDLE_WARMUP):
             session.post(url + "/v1/predict", json=body, timeout=10).raise_for_status()
         latencies, hops = [], []
