@@ -28,6 +28,7 @@ from test_parity import edge_cases
 
 from lab import base_image, containers, image_build, images, wheelhouse
 from lab.architectures import ARCHITECTURES, HTTP_APPS, TOPOLOGIES
+from lab.run import EXAMPLE
 
 pytestmark = pytest.mark.integration
 
@@ -160,15 +161,7 @@ def test_every_container_is_unprivileged_read_only_and_limited(in_containers, en
         assert list(container.attrs["NetworkSettings"]["Networks"]) == [in_containers.network]
 
 
-RECORD = {
-    "island": "Biscoe",
-    "bill_length_mm": 48.6,
-    "bill_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "male",
-    "year": 2009,
-}
+RECORD = EXAMPLE  # make run's example bird
 
 
 def _keep_asking(

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from test_measure import samples  # recorded load-generator samples
 
 from benchmarks import analysis, knobs
-from benchmarks.measure import loadgen
 from benchmarks.measure.resources import CpuSeries
 from benchmarks.results import (
     ArchitectureResult,
@@ -31,20 +31,6 @@ class FixedCpuSampler(CpuSeries):
         super().__init__()
         self.times = [100.0 + i for i in range(20)]
         self.totals = [0.5 * i for i in range(20)]
-
-
-def samples(
-    rate: float, seconds: float, latency_ms: float, status: int = 200, cpu_seconds: float = 1.0
-) -> loadgen.Samples:
-    start = 100.0
-    count = int(rate * seconds)
-    return loadgen.Samples(
-        started_at=start,
-        stopped_at=start + seconds + 0.2,
-        cpu_seconds=cpu_seconds,
-        requests=[(start + i / rate, latency_ms, status) for i in range(count)],
-        server_timings=[],
-    )
 
 
 def summarise(document, target, repetition=0, step=0, csv_prefix="x"):
