@@ -17,7 +17,8 @@
   timeline).
 - `machine`: `machine_info()` for the results, `parse_cpus("0-3")`.
 - `resources`: CPU-seconds and peak memory of the system under test wherever it runs
-  (`ProcessSampler`, `DockerStatsSampler`, `MetricsServerSampler`, all `CpuSeries`).
+  (`ProcessSampler`, `MetricsServerSampler`, all `CpuSeries`; the docker target's
+  `EngineStatsSampler` lives in `docker_target`).
 - `targets`: where the system under test runs (local processes, Docker via `docker_target`,
   kind): `check`, then `open_target` yields a `Target` (URL, sampler, budget, details).
 - `runs`: run folders and result files: `stamp`, `new_run_dir`, `link_latest`, `write_json`,

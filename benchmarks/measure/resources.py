@@ -4,7 +4,7 @@ Every sampler keeps a series of (wall time, cumulative CPU-seconds of the whole 
 process or container or pod, its CPU-seconds and peak memory. A step's CPU is the difference of
 two interpolated totals. Subclasses only say how to read one sample:
 - `ProcessSampler`: psutil over the supervisor's process trees (gunicorn forks workers);
-- `DockerStatsSampler`: the Docker stats API of each container;
+- `EngineStatsSampler` (`benchmarks.measure.docker_target`): the Docker engine's streamed stats;
 - `MetricsServerSampler`: Kubernetes metrics-server, whose CPU figure is a rate averaged over its
   resolution window (15 s by default), so per-step CPU on kind is coarser than locally.
 """
@@ -124,28 +124,6 @@ class ProcessSampler(CpuSeries):
                 except psutil.NoSuchProcess:
                     continue
                 found[str(process.pid)] = (name, cpu, rss_mb)
-        return found
-
-
-class DockerStatsSampler(CpuSeries):
-    interval_s = 0.5  # each stats call is a round trip to the engine
-
-    def __init__(self, containers: list):
-        super().__init__()
-        self.containers = containers
-
-    def read(self) -> dict[str, tuple[str, float, float]]:
-        found = {}
-        for container in self.containers:
-            try:
-                stats = container.stats(stream=False, one_shot=True)
-            except Exception:
-                continue
-            cpu = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
-            memory = stats.get("memory_stats", {})
-            # Page cache is reclaimable and not the service's own memory; docker stats subtracts it too.
-            used = memory.get("usage", 0) - memory.get("stats", {}).get("inactive_file", 0)
-            found[container.name] = (container.name, cpu, max(used, 0) / (1 << 20))
         return found
 
 
