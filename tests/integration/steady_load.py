@@ -14,6 +14,23 @@ from dataclasses import dataclass, field
 import requests
 
 
+def eventually(observe, accept, what: str, timeout_s: float = 30.0, interval_s: float = 0.1):
+    """Poll `observe()` until `accept(value)` holds and return the value; fail naming `what`.
+
+    For states that converge (a reconnecting channel, a restarted process): assert the state is
+    reached within a generous deadline, never that it is reached fast. The failure message
+    carries the last value observed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = observe()
+        if accept(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}: {value!r}")
+        time.sleep(interval_s)
+
+
 @dataclass
 class Answer:
     started: float

@@ -10,7 +10,7 @@ import signal
 import psutil
 import pytest
 import requests
-from steady_load import SteadyLoad
+from steady_load import SteadyLoad, eventually
 
 from lab.launch import launch
 from servinglab.model.artifact import load_artifact, set_current
@@ -38,6 +38,11 @@ def _is_problem(answer) -> bool:
     )
 
 
+def _readiness(url: str) -> tuple[int, str]:
+    response = requests.get(url + "/readyz", timeout=5)
+    return response.status_code, response.text[:300]
+
+
 def test_killed_stage_gives_503s_in_time_and_the_gateway_recovers_without_restart(
     models_root, held_out, tmp_path
 ):
@@ -57,7 +62,13 @@ def test_killed_stage_gives_503s_in_time_and_the_gateway_recovers_without_restar
                 lambda answers: sum(a.status == 200 for a in answers[recovered_from:]) >= 20,
                 what="successful answers after the restart",
             )
-        assert requests.get(deployment.url + "/readyz", timeout=5).status_code == 200
+        # Each gateway worker has its own channel, reconnecting on its own backoff: every one of
+        # them must come back, without a restart, so poll until /readyz answers 200.
+        eventually(
+            lambda: _readiness(deployment.url),
+            lambda observed: observed[0] == 200,
+            what="/readyz 200 after the restart",
+        )
         assert [deployment.entry.pid, *deployment.entry_workers()] == gateway_pids
 
     failures = [a for a in load.answers if a.status != 200]
