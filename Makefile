@@ -16,6 +16,8 @@ export ARCHS REPS QUICK SLO_MS SUT_CPUS LOADGEN_CPUS SUT_MEMORY_GIB PROFILE STEP
 # Experiment knobs (table: benchmarks/knobs.py; `make help` lists them) and make bench-sweep's SWEEP, SWEEP_VALUES.
 export RATE USERS PHASE_SECONDS
 export CACHE CACHE_PLACEMENT CACHE_RATE BATCHING BATCH_MAX_SIZE BATCH_MAX_WAIT_MS REPLICAS HOP_DELAY_MS SWEEP SWEEP_VALUES
+# make scenarios (benchmarks/scenarios/run.py): which scenarios, and the daily load trace of scenario 1.
+export SCENARIOS TRACE
 
 PY := $(VENV)/bin/python
 STAMPS := .stamps
@@ -74,6 +76,10 @@ certs: $(INSTALLED) ## Self-signed CA + server certificate in certs/ for TLS on 
 bench-sweep: bootstrap ## Vary one knob (SWEEP=profile|hop_delay_ms|cache_rate|...; SWEEP_VALUES=...), chart the crossover
 	$(PY) -m benchmarks.sweep
 
+.PHONY: scenarios
+scenarios: bootstrap ## When do microservices win? Every measured scenario (SCENARIOS=planner memory batching ship; QUICK=1 <= 6 min)
+	$(PY) -m benchmarks.scenarios
+
 .PHONY: report
 report: $(INSTALLED) ## Regenerate report.md/report.html of RUN=<reports/dir> from its results.json
 	@test -n "$(RUN)" || { echo "usage: make report RUN=reports/<run-dir>"; exit 2; }
@@ -89,7 +95,7 @@ perf: bootstrap ## Check the performance targets (stage microseconds, HTTP overh
 
 ##@ Experiment knobs: make bench VAR=value (or bench-sweep SWEEP=<lower-case name>); defaults first
 ## ARCHS=monolith microservices [split chained]   topologies to compare
-## PROFILE=linear|boosting|forest                 model profile (heavier model, same hops)
+## PROFILE=linear|boosting|forest|knn             model profile (heavier model, same hops; knn: big in memory)
 ## CACHE=none|local|redis                         prediction cache in the servers
 ## CACHE_PLACEMENT=gateway|inference              where microservices cache (with CACHE on)
 ## CACHE_RATE=0..1                                share of requests repeating earlier inputs (Zipf-like)
@@ -114,13 +120,13 @@ $(PROTOS_OUT): $(INSTALLED) $(wildcard protos/*/*/*.proto) scripts/gen_protos.py
 	$(PY) scripts/gen_protos.py
 
 .PHONY: models
-models: $(MODELS)/linear/CURRENT $(MODELS)/forest/CURRENT $(MODELS)/boosting/CURRENT
+models: $(MODELS)/linear/CURRENT $(MODELS)/forest/CURRENT $(MODELS)/boosting/CURRENT $(MODELS)/knn/CURRENT
 
 $(MODELS)/%/CURRENT: $(INSTALLED) $(TRAINING_SOURCES)
 	$(PY) -m servinglab.model.training --profile $* --seed $(SEED) --out $(MODELS)
 
 .PHONY: train
-train: $(INSTALLED) ## Train PROFILE=linear|forest|boosting with SEED (writes models/<profile>/<version>)
+train: $(INSTALLED) ## Train PROFILE=linear|forest|boosting|knn with SEED (writes models/<profile>/<version>)
 	$(PY) -m servinglab.model.training --profile $(PROFILE) --seed $(SEED) --out $(MODELS)
 
 .PHONY: clean

@@ -28,8 +28,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import analysis, knobs, ladder, report
-from benchmarks.measure import loadgen, metrics, runs, servertiming, targets
+from benchmarks.measure import (
+    floors,
+    interference,
+    loadgen,
+    metrics,
+    runs,
+    servertiming,
+    targets,
+)
 from benchmarks.measure.machine import machine_info, parse_cpus
+from benchmarks.measure.stats import samples_for_quantile
 from benchmarks.reporting.progress import Progress
 from benchmarks.results import (
     ArchitectureResult,
@@ -48,6 +57,8 @@ from servinglab.model.training import git_sha
 # each user's latency budget (1/USER_RPS = 100 ms) is twice the default SLO.
 USER_RPS = 10.0
 MIN_USERS = 4
+# The entry point's /healthz, closed loop: its HTTP noop, held against its /v1/predict.
+NOOP_SECONDS = 1.0
 
 progress = Progress("bench")
 
@@ -62,7 +73,8 @@ class BenchConfig:
     loadgen_cpus: list[int]
     sut_memory_gib: float
     profile: str
-    step_seconds: float
+    step_seconds: float  # the shortest step; slower targets get longer ones, up to the next
+    max_step_seconds: float
     probe_seconds: float
     label: str
     out: Path
@@ -79,6 +91,12 @@ class BenchConfig:
     @property
     def ladder(self) -> tuple[float, ...]:
         return ladder.QUICK_LADDER if self.quick else ladder.LADDER
+
+    @property
+    def step_samples(self) -> int:
+        """Requests a step wants for its p99 to mean something (`benchmarks.ladder`)."""
+        tolerance = ladder.QUICK_P99_RANK_TOLERANCE if self.quick else ladder.P99_RANK_TOLERANCE
+        return samples_for_quantile(0.99, tolerance)
 
 
 def parse_config(argv: list[str] | None = None) -> BenchConfig:
@@ -155,7 +173,9 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
         loadgen_cpus=loadgen_cpus,
         sut_memory_gib=args.sut_memory_gib,
         profile=values["profile"],
-        step_seconds=args.step_seconds or (4.0 if args.quick else 7.0),
+        step_seconds=args.step_seconds or (2.0 if args.quick else 5.0),
+        # STEP_SECONDS given: every step that long; otherwise adapted to the rate, up to this.
+        max_step_seconds=args.step_seconds or (4.0 if args.quick else 7.0),
         probe_seconds=args.probe_seconds or (4.0 if args.quick else 5.0),
         label=args.label or ("quick" if args.quick else "default"),
         out=args.out,
@@ -229,6 +249,7 @@ def run_architecture(
             locust_env,
             seed=locust_seed(repetition, None),
         )
+        noop = entry_noop(config, sut)
         # After the probe, so the hit rate is the load steps' own (each step has its own inputs).
         cache_before = metrics.scrape_cache_counts(sut.url) if measure_cache else None
         rates = ladder.ladder_targets(probe.closed_loop_rps, config.ladder)
@@ -241,19 +262,23 @@ def run_architecture(
             target = rung.target_rps
             users = max(MIN_USERS, math.ceil(target / USER_RPS))
             prefix = f"{architecture}/r{repetition}-s{rung.index}"
-            samples = loadgen.run_locust(
-                supervisor,
-                f"locust-step{rung.index}",
-                sut.url,
-                users,
-                target / users,
-                config.step_seconds,
-                run_dir / "locust" / prefix,
-                records,
-                stop,
-                locust_env,
-                seed=locust_seed(repetition, rung.index),
+            seconds = ladder.step_seconds(
+                target, config.step_samples, config.step_seconds, config.max_step_seconds
             )
+            with interference.StepWatch(config.sut_cpus, config.loadgen_cpus, sut_pids) as watch:
+                samples = loadgen.run_locust(
+                    supervisor,
+                    f"locust-step{rung.index}",
+                    sut.url,
+                    users,
+                    target / users,
+                    seconds,
+                    run_dir / "locust" / prefix,
+                    records,
+                    stop,
+                    locust_env,
+                    seed=locust_seed(repetition, rung.index),
+                )
             level, statuses = summarise_step(
                 samples,
                 target,
@@ -264,6 +289,8 @@ def run_architecture(
                 repetition,
                 rung.index,
                 prefix,
+                attempt=rung.attempt,
+                interference=watch.result,
             )
             timings[level.within_slo].extend(samples.server_timings)
             for status, count in statuses.items():
@@ -271,16 +298,22 @@ def run_architecture(
                     errors[status] = errors.get(status, 0) + count
             verdict = "within SLO" if level.within_slo else "beyond capacity"
             bound = ", LOADGEN-BOUND" if level.loadgen_bound else ""
+            bound += interference.step_note(level.interference)
+            again = " (again)" if rung.attempt else ""
             progress(
                 f"{architecture} r{repetition} step {rung.index + 1}/{rung.planned}: target "
-                f"{target:g} -> {level.achieved_rps:g} req/s, p99 {level.p99_ms} ms, "
+                f"{target:g}{again} -> {level.achieved_rps:g} req/s ({seconds:g} s), p99 "
+                f"{level.p99_ms} ms, "
                 f"errors {level.error_rate:.2%}, SUT CPU {level.sut_cpu_percent:.0f}%, "
                 f"Locust CPU {level.loadgen_cpu_percent:.0f}% -> {verdict}{bound}"
             )
             return level
 
-        steps = ladder.climb(rates, measure).steps
+        sut_pids = interference.local_sut_pids(sut.sampler)
+        refine = ladder.QUICK_REFINE_STEPS if config.quick else ladder.MAX_REFINE_STEPS
+        steps = ladder.climb(rates, measure, refine).steps
         cache_after = metrics.scrape_cache_counts(sut.url) if measure_cache else None
+        entry = entry_counts(sut.url, noop) if noop is not None else {}
     cache = (
         _cache_counts(cache_before, cache_after, [*timings[True], *timings[False]])
         if measure_cache
@@ -295,7 +328,43 @@ def run_architecture(
         sut.budget,
         cache,
         applied,
+        entry,
     )
+
+
+def measure_floors(config: BenchConfig) -> dict | None:
+    """The run's floors (benchmarks.measure.floors) on the SUT CPUs; None off the local target."""
+    if config.target != "local":
+        return None
+    progress(f"floors: bare gRPC echo and the in-process pipeline on CPUs {config.sut_cpus}")
+    transport = floors.measure_transport(config.sut_cpus, 1.0 if config.quick else 2.0)
+    with floors.pinned(config.sut_cpus):
+        pipeline = floors.measure_pipeline(
+            config.models, config.profile, 300 if config.quick else 1000
+        )
+    return {"transport": transport.as_dict(), "pipeline": pipeline}
+
+
+def entry_noop(config: BenchConfig, sut: targets.Target) -> dict | None:
+    """The entry point's /healthz on its own gunicorn, from the load generator's CPUs (local)."""
+    if config.target != "local":
+        return None
+
+    def sut_cpu_seconds() -> float:
+        return sum(cpu for _, cpu, _ in sut.sampler.read().values())
+
+    with floors.pinned(config.loadgen_cpus):
+        return floors.measure_http_noop(sut.url, sut_cpu_seconds, NOOP_SECONDS).as_dict()
+
+
+def entry_counts(url: str, noop: dict) -> dict:
+    """results ``entry[]``: the noop, requests per gunicorn worker and /v1/predict requests."""
+    text = metrics.scrape(url)
+    if text is None:
+        return {"noop": noop, "workers": {}, "predict_requests": None}
+    routes = metrics.totals_by_label(text, "lab_http_requests_total", "route")
+    workers = metrics.totals_by_label(text, "lab_http_worker_requests_total", "worker")
+    return {"noop": noop, "workers": workers, "predict_requests": routes.get("/v1/predict")}
 
 
 def run_info(
@@ -304,6 +373,7 @@ def run_info(
     prices: dict,
     started: datetime,
     finished: datetime,
+    before_run: interference.Interference | None = None,
 ) -> RunInfo:
     budget = {
         "sut_cpus": config.sut_cpus,
@@ -321,6 +391,8 @@ def run_info(
         "step_seconds": config.step_seconds,
         "probe_seconds": config.probe_seconds,
         "ladder_fractions": list(config.ladder),
+        "max_step_seconds": config.max_step_seconds,
+        "step_samples_wanted": config.step_samples,
         "user_rps": USER_RPS,
         "probe_users": loadgen.PROBE_USERS,
         **{key.lower(): value for key, value in config.extra_settings.items()},
@@ -340,6 +412,7 @@ def run_info(
         settings,
         knobs.record(config.knobs),
         prices,
+        interference.run_record(before_run) if config.target == "local" else None,
     )
 
 
@@ -351,6 +424,11 @@ def run(config: BenchConfig, stop: StopSignals | None = None, link_latest: bool 
     run_dir = runs.new_run_dir(config.out, f"{runs.stamp()}-{config.label}", exist_ok=True)
     prices = analysis.load_prices(config.prices)
     progress(f"target: {where}")
+    before_run = interference.before_run_check(config.target, config.sut_cpus, config.loadgen_cpus)
+    if before_run is not None and before_run.disturbed:
+        progress.note(
+            interference.disturbed_warning(before_run, config.sut_cpus, config.loadgen_cpus)
+        )
     progress(
         f"run {run_dir}: {', '.join(config.archs)} x {config.repetitions} repetition(s), "
         f"SUT on CPUs {config.sut_cpus}, Locust on CPUs {config.loadgen_cpus}, SLO p99 "
@@ -365,6 +443,7 @@ def run(config: BenchConfig, stop: StopSignals | None = None, link_latest: bool 
     results = {architecture: ArchitectureResult() for architecture in config.archs}
     loadgen.write_records(run_dir / "locust")
     supervisor = Supervisor(log_dir=run_dir / "logs" / "locust", cpus=config.loadgen_cpus)
+    run_floors = measure_floors(config)
     try:
         for repetition in range(config.repetitions):
             for architecture in config.archs:
@@ -375,7 +454,9 @@ def run(config: BenchConfig, stop: StopSignals | None = None, link_latest: bool 
     finally:
         supervisor.stop(grace_s=2)
     document = results_document(
-        run_info(config, results, prices, started, datetime.now(UTC)), results
+        run_info(config, results, prices, started, datetime.now(UTC), before_run),
+        results,
+        run_floors,
     )
     analysis.validate_results(document)
     runs.write_json(run_dir / report.RESULTS_FILE, document)

@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from benchmarks import analysis
+from benchmarks import analysis, ladder
 from benchmarks.measure import loadgen, servertiming
+from benchmarks.measure.interference import Interference
 from benchmarks.measure.resources import CpuSeries
 from benchmarks.measure.runs import utc_timestamp
-from benchmarks.measure.stats import percentile
+from benchmarks.measure.stats import bootstrap_within_probability, percentile
 
 SCHEMA_VERSION = 1
 LATENCY_FIELDS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
@@ -51,9 +52,19 @@ class StepResult:
     loadgen_bound: bool
     within_slo: bool
     csv_prefix: str
+    # Written by the bench's ladder (absent in older results): which attempt at this rate the
+    # step was, its bootstrap probability of meeting the SLO, and what other work took.
+    attempt: int | None = None
+    within_slo_probability: float | None = None
+    interference: Interference | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        optional = ("attempt", "within_slo_probability", "interference")
+        return {
+            key: value
+            for key, value in asdict(self).items()
+            if key not in optional or value is not None
+        }
 
 
 def summarise_step(
@@ -66,8 +77,14 @@ def summarise_step(
     repetition: int,
     step: int,
     csv_prefix: str,
+    *,
+    attempt: int | None = None,
+    interference: Interference | None = None,
 ) -> tuple[StepResult, dict[str, int]]:
-    """A step's level, and its responses counted by status, from what Locust recorded."""
+    """A step's level, and its responses counted by status, from what Locust recorded.
+
+    A step of the ladder (`attempt` given) also gets the bootstrap probability that it meets the
+    SLO, which its architecture's capacity interval is drawn from."""
     window = loadgen.measurement_window(samples, user_rps)
     window_start = window[0][0] if window else samples.started_at
     window_end = window[-1][0] if window else samples.stopped_at
@@ -105,9 +122,26 @@ def summarise_step(
         loadgen_bound=analysis.is_loadgen_bound(loadgen_percent),
         within_slo=False,
         csv_prefix=csv_prefix,
+        attempt=attempt,
+        interference=interference,
     )
     within = analysis.level_within_slo(level.as_dict(), slo_p99_ms)
-    return replace(level, within_slo=within), statuses
+    probability = None
+    if attempt is not None:
+        # Only the latency tail and the errors are resampled; falling short of the target rate
+        # is no sampling accident.
+        kept_up = level.achieved_rps >= analysis.MIN_ACHIEVED_FRACTION * level.target_rps
+        probability = (
+            round(
+                bootstrap_within_probability(
+                    latencies, failures, 0.99, slo_p99_ms, analysis.MAX_ERROR_RATE
+                ),
+                4,
+            )
+            if kept_up
+            else 0.0
+        )
+    return replace(level, within_slo=within, within_slo_probability=probability), statuses
 
 
 @dataclass
@@ -148,6 +182,9 @@ class RepetitionResult:
     budget: dict | None  # the platform's budget (kind), else None
     cache: CacheCounts
     applied: dict  # what the knobs did to the architecture, and what it reported
+    # The entry point's floor and spread (results ``entry[]``): its HTTP noop, requests per
+    # gunicorn worker pid and /v1/predict requests served, from its /metrics; {} when unread.
+    entry: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -161,6 +198,7 @@ class ArchitectureResult:
     budget: dict | None = None
     applied: dict | None = None
     cache: CacheCounts = field(default_factory=CacheCounts)
+    entries: list[dict] = field(default_factory=list)  # RepetitionResult.entry, per repetition
 
     def add(self, repetition: RepetitionResult) -> None:
         self.levels += repetition.levels
@@ -170,6 +208,8 @@ class ArchitectureResult:
         self.budget = repetition.budget or self.budget
         self.applied = self.applied or repetition.applied
         self.cache.add(repetition.cache)
+        if repetition.entry:
+            self.entries.append(repetition.entry)
 
     def processes(self) -> list[dict]:
         """Per process name: CPU summed over repetitions, peak RSS the highest seen."""
@@ -189,6 +229,15 @@ class ArchitectureResult:
         totals = [sum(p["peak_rss_mb"] for p in processes) for processes in self.process_runs]
         return round(max(totals) if totals else 0.0, 1)
 
+    def capacity_interval(self, repetitions: int) -> ladder.CapacityInterval | None:
+        """The median capacity's bootstrap interval, from the ladder's steps (None when the
+        levels carry no probability: not measured by the ladder)."""
+        steps: list[list[tuple[float, float]]] = [[] for _ in range(repetitions)]
+        for level in self.levels:
+            if level.within_slo_probability is not None and level.repetition < repetitions:
+                steps[level.repetition].append((level.target_rps, level.within_slo_probability))
+        return ladder.capacity_interval(steps)
+
     def as_dict(
         self, slo_p99_ms: float, repetitions: int, budget: dict, prices: dict
     ) -> dict[str, Any]:
@@ -198,9 +247,11 @@ class ArchitectureResult:
         spread = analysis.summarise_repetitions([by_rep.get(r) for r in range(repetitions)])
         peak_rss_total = self.peak_rss_mb_total()
         cpu_per_1k = analysis.median_cpu_seconds_per_1k(levels, slo_p99_ms)
+        interval = self.capacity_interval(repetitions)
         entry = {
             "capacity_rps": spread["median"],
             "capacity_spread": spread,
+            **({"capacity_interval": interval.as_dict()} if interval else {}),
             "p50_at_capacity_ms": analysis.median_at_capacity(levels, slo_p99_ms, "p50_ms"),
             "p99_at_capacity_ms": analysis.median_at_capacity(levels, slo_p99_ms, "p99_ms"),
             "cost_per_million_usd": analysis.cost_per_million(
@@ -220,6 +271,8 @@ class ArchitectureResult:
         }
         if self.cache.source:
             entry["cache"] = self.cache.summary()
+        if self.entries:
+            entry["entry"] = self.entries
         return entry
 
 
@@ -240,8 +293,10 @@ class RunInfo:
     settings: dict
     knobs: dict
     prices: dict
+    interference: dict | None = None  # the CPUs' check before the run and the thresholds
 
     def as_dict(self) -> dict[str, Any]:
+        optional = {"interference": self.interference} if self.interference else {}
         return {
             "label": self.label,
             "started_at": utc_timestamp(self.started_at),
@@ -257,12 +312,15 @@ class RunInfo:
             "settings": self.settings,
             "knobs": self.knobs,
             "prices": self.prices,
+            **optional,
         }
 
 
-def results_document(run: RunInfo, architectures: dict[str, ArchitectureResult]) -> dict[str, Any]:
-    """The whole results.json document."""
-    return {
+def results_document(
+    run: RunInfo, architectures: dict[str, ArchitectureResult], floors: dict | None = None
+) -> dict[str, Any]:
+    """The whole results.json document; `floors` (benchmarks.measure.floors) when measured."""
+    document = {
         "schema_version": SCHEMA_VERSION,
         "run": run.as_dict(),
         "architectures": {
@@ -270,3 +328,6 @@ def results_document(run: RunInfo, architectures: dict[str, ArchitectureResult])
             for name, result in architectures.items()
         },
     }
+    if floors:
+        document["floors"] = floors
+    return document

@@ -120,8 +120,10 @@ def event_damage(
     last = min(len(rows), math.floor(span.end - origin))  # exclusive
     seconds = rows[first:last]
     bad = [row["second"] for row in seconds if not row["good"]]
-    if not bad:
-        back: float | None = 0.0
+    if failed and not seconds:
+        back: float | None = None  # failures outside the recorded seconds: recovery unknown
+    elif not bad:
+        back = 0.0
     elif last - (bad[-1] + 1) >= sustained_s:
         back = round(max(0.0, origin + bad[-1] + 1 - span.start), 2)
     else:

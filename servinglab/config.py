@@ -47,6 +47,11 @@ class Settings:
     model_dir: str = "models"
     model_profile: str = "linear"  # used when MODEL_DIR is a models root
     confidence_threshold: float = 0.6  # below this, a prediction is flagged `uncertain`
+    # A file of `LAB_<NAME>=value` lines (blank lines and `#` comments allowed), read when a
+    # process loads its settings, beneath the environment's values: like a mounted ConfigMap, a
+    # changed value reaches what starts next (a rolled stage, a replacement gunicorn worker) and
+    # nothing already running. `make scenarios` ships a new confidence threshold this way.
+    settings_file: str | None = None
     # Micro-batching of the inference stage (servinglab/serving/batching.py): concurrent requests
     # of one process share a model call. Batches only form among requests in flight together in
     # that process: the inference service has GRPC_THREADS of them; a monolith worker has
@@ -137,6 +142,14 @@ class Settings:
     http_max_queue_ms: float = 500
     http_timeout_s: int = 30
     http_graceful_timeout_s: int = 10
+    # Close a kept-alive connection after this many requests (0 = never), so its client reconnects
+    # and an idle worker can take it: otherwise the worker that accepted a burst of connections
+    # keeps them all (see gunicorn_conf.py). Like nginx's keepalive_requests.
+    http_keepalive_requests: int = 100
+    # gunicorn's preload_app: load the app, and the monolith's model, once in the master and fork
+    # the workers from it, so they share its pages copy-on-write (make scenarios' memory scenario
+    # measures what that saves). Off by default: a rolling reload then re-reads the model.
+    http_preload: bool = False
     # gunicorn's request-head limits, explicit so they are reviewed and tunable rather than
     # inherited; the values are gunicorn's own defaults. gunicorn answers a breach itself (414 or
     # 431, text/html) and closes the connection: the app, and its problem+json, never sees it.
@@ -312,9 +325,38 @@ def load(
         if variable.startswith(prefix):
             name = variable[len(prefix) :]
             (values if name in _ATTRIBUTES else extra)[name] = _from_text(name, text)
+    settings_file = (overrides or {}).get("SETTINGS_FILE", values.get("SETTINGS_FILE"))
+    if settings_file:
+        for name, text in _read_settings_file(settings_file).items():
+            # setdefault: the environment wins over the file, the overrides below over both.
+            (values if name in _ATTRIBUTES else extra).setdefault(name, _from_text(name, text))
     for name, value in (overrides or {}).items():
         (values if name in _ATTRIBUTES else extra)[name] = value
     return Settings(**{_ATTRIBUTES[name]: value for name, value in values.items()}, extra=extra)
+
+
+def _read_settings_file(path: Any) -> dict[str, str]:
+    """`LAB_<NAME>=value` lines of a settings file -> {NAME: text}; SettingsError naming the line."""
+    variable = env_name("SETTINGS_FILE")
+    try:
+        with open(os.fspath(path), encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError as error:
+        raise SettingsError(f"{variable}: cannot read {path}: {error.strerror}") from None
+    found: dict[str, str] = {}
+    prefix = ENV_PREFIX + "_"
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, equals, value = text.partition("=")
+        key = key.strip()
+        if not equals or not key.startswith(prefix) or key == variable:
+            raise SettingsError(
+                f"{variable} {path}, line {number}: expected LAB_<NAME>=value, got {text!r}"
+            )
+        found[key[len(prefix) :]] = value.strip()
+    return found
 
 
 def resolve(settings: Settings | Mapping[str, Any] | None = None) -> Settings:

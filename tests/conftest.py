@@ -7,6 +7,7 @@ own deployment instead.
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import settings as hypothesis_settings
 
 from lab.launch import launch
 from servinglab.model import data
@@ -25,6 +27,13 @@ from servinglab.model.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
+
+# Property and fuzz tests draw their example counts from a profile: `dev` keeps `make test` within
+# its budget on a 2-core machine; `ci` (HYPOTHESIS_PROFILE=ci, set by .ci/run, which has 90
+# minutes) runs Hypothesis's full default count. A test's own @settings(max_examples=...) wins.
+hypothesis_settings.register_profile("dev", max_examples=30)
+hypothesis_settings.register_profile("ci", max_examples=100)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(scope="session")

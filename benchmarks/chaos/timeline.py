@@ -54,6 +54,22 @@ def pause(seconds: float, stop: StopSignals) -> None:
         time.sleep(0.1)
 
 
+# Locust's start-up (imports, spawning users) can take seconds on a busy machine: the quiet phase,
+# and with it every event's time, is counted from the first answers the servers report.
+FIRST_ANSWERS_TIMEOUT_S = 120.0
+
+
+def wait_for_first_answers(url: str, before: float, stop: StopSignals) -> None:
+    """Until the deployment reports more answered predictions than `before` (Locust is sending)."""
+    deadline = time.monotonic() + FIRST_ANSWERS_TIMEOUT_S
+    while (metrics.predictions_answered(url) or 0.0) <= before:
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"the load generator sent no answered request within {FIRST_ANSWERS_TIMEOUT_S:g} s"
+            )
+        pause(0.25, stop)
+
+
 def run_timeline(
     label: str,
     deployment: Deployment,
@@ -74,6 +90,7 @@ def run_timeline(
         if scraper:
             scraper.__enter__()
         try:
+            answered_before = metrics.predictions_answered(deployment.url) or 0.0
             locust = loadgen.start_locust(
                 supervisor,
                 "locust",
@@ -86,6 +103,7 @@ def run_timeline(
                 record_versions=True,
                 extra_env=locust_env,
             )
+            wait_for_first_answers(deployment.url, answered_before, stop)
             load_started = time.time()
             pause(config.phase_seconds, stop)
             for position, (event, action) in enumerate(timeline):

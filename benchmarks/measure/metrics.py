@@ -1,10 +1,10 @@
 """A server's Prometheus ``/metrics``, read with prometheus_client's own text parser.
 
 Every server process publishes its counters once a second (servinglab/serving/metrics.py), so a
-scrape waits for one more publication (`FLUSH_WAIT_S`) to have the last requests in the numbers.
+scrape polls until the numbers have settled (every process has published the last requests).
 
-- `scrape(url)`: the text once; `Scraper(url, read)`: ``read(text)`` about once a second, in a
-  thread, for a timeline;
+- `scrape(url)`: the text once settled; `Scraper(url, read)`: ``read(text)`` about once a second,
+  in a thread, for a timeline;
 - `cache_counts(text)`: hits and misses of whatever cache counters the servers have;
 - `totals_by_label(text, sample, label)`: one sample's values summed per value of one label.
 """
@@ -21,17 +21,65 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.measure.servertiming import cache_outcome
 
-FLUSH_WAIT_S = 1.2
+# Server processes publish every servinglab.serving.metrics.FLUSH_INTERVAL_S (1 s): counters that
+# have not moved for one interval plus scheduling slack have every process's last publication.
+SETTLED_AFTER_S = 1.5
+SETTLE_TIMEOUT_S = 15.0
+POLL_INTERVAL_S = 0.25
 
 
-def scrape(url: str, wait_s: float = FLUSH_WAIT_S) -> str | None:
-    """The text of ``url/metrics`` after `wait_s`, or None when it does not answer."""
-    time.sleep(wait_s)
+def _load_counters(text: str) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """What load moves: predictions answered and cache lookups (not scrapes, not probes)."""
+    predictions = totals_by_label(text, "lab_http_requests_total", "route").get("/v1/predict", 0.0)
+    return predictions, tuple(sorted(cache_counts(text).items()))
+
+
+def predictions_answered(url: str) -> float | None:
+    """`/v1/predict` requests the deployment at `url` has answered so far (as last published), or
+    None when its /metrics does not answer."""
     try:
         response = requests.get(url + "/metrics", timeout=5)
     except requests.RequestException:
         return None
-    return response.text if response.ok else None
+    if not response.ok:
+        return None
+    return _load_counters(response.text)[0]
+
+
+def scrape(
+    url: str, settled: Callable[[str], bool] | None = None, timeout_s: float = SETTLE_TIMEOUT_S
+) -> str | None:
+    """The text of ``url/metrics`` once the counters are complete, or None when it does not answer.
+
+    A first scrape may miss the requests a process has not published yet. `settled(text)` says
+    when the numbers are complete (they count every request sent, say); by default, when the
+    predictions and cache lookups counted have not moved for `SETTLED_AFTER_S`. Polled every
+    `POLL_INTERVAL_S`; at `timeout_s` the latest text is returned as it is.
+    """
+    deadline = time.monotonic() + timeout_s
+    previous, unchanged_since = None, time.monotonic()
+    with requests.Session() as session:
+        while True:
+            try:
+                response = session.get(url + "/metrics", timeout=5)
+            except requests.RequestException:
+                return None
+            if not response.ok:
+                return None
+            now = time.monotonic()
+            try:
+                if settled is not None:
+                    done = settled(response.text)
+                else:
+                    counters = _load_counters(response.text)
+                    if counters != previous:
+                        previous, unchanged_since = counters, now
+                    done = now - unchanged_since >= SETTLED_AFTER_S
+            except ValueError:  # not Prometheus text: it will not settle; the caller judges it
+                return response.text
+            if done or now >= deadline:
+                return response.text
+            time.sleep(POLL_INTERVAL_S)
 
 
 def cache_counts(text: str) -> dict[str, float]:

@@ -14,6 +14,7 @@ from benchmarks.report.verdict import capacity_definition, headline, where_the_t
 from benchmarks.reporting import document as doc
 from benchmarks.reporting import html_page, markdown
 from benchmarks.reporting.output import CHARTS_DIR, write_document
+from benchmarks.scenarios.regime import regime_sentence
 
 RESULTS_FILE = "results.json"
 
@@ -58,9 +59,11 @@ def title(results: Mapping[str, Any]) -> str:
 
 
 def summary_blocks(results: Mapping[str, Any]) -> list[doc.Block]:
-    """The headline, the summary table and the ratios: the report's first screen."""
+    """The headline, the regime it holds for, the summary table and the ratios: the first screen."""
+    regime = regime_sentence(results)
     return [
         doc.Paragraph(headline(results), style="headline"),
+        *([doc.Paragraph(regime)] if regime else []),
         doc.Heading(2, "Summary"),
         summary_table(results),
         doc.Paragraph(capacity_definition(results), style="note"),

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from benchmarks import analysis, knobs
+from benchmarks.report.floors import floor_blocks
 from benchmarks.report.tables import cache_table
 from benchmarks.reporting.document import Block, Heading, Paragraph, Table
 from benchmarks.reporting.text import MISSING, percent, rps
@@ -113,7 +114,14 @@ def caveats(results: Mapping[str, Any]) -> list[str]:
                 f"{name} met the SLO at no tested rate in repetition {', '.join(missed)}; its "
                 f"median and range use the other repetitions only."
             )
-    if run["repetitions"] == 1:
+    with_intervals = any(a.get("capacity_interval") for a in results["architectures"].values())
+    if run["repetitions"] == 1 and with_intervals:
+        items.append(
+            "Only one repetition was run: the capacity intervals come from resampling each "
+            "step's requests, which catches a noisy tail but not a slow drift of the machine "
+            "between runs. Repetitions (REPS) catch that too."
+        )
+    elif run["repetitions"] == 1:
         items.append(
             "Only one repetition was run, so there is no spread: you cannot tell noise from a "
             "real difference."
@@ -244,8 +252,9 @@ def prices_blocks(results: Mapping[str, Any]) -> list[Block]:
 
 
 def settings_blocks(results: Mapping[str, Any]) -> list[Block]:
-    """The report's closing sections: "Machine and settings" and "Prices"."""
+    """The report's closing sections: the floors (when measured), "Machine and settings", "Prices"."""
     return [
+        *floor_blocks(results),
         Heading(2, "Machine and settings"),
         *machine_blocks(results),
         *knob_blocks(results),

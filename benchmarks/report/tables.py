@@ -11,6 +11,13 @@ from benchmarks.reporting.document import Block, Paragraph, Table
 from benchmarks.reporting.text import MISSING, ms, number, percent, ratio, rps, usd
 
 
+def capacity_with_interval(arch: Mapping[str, Any]) -> str:
+    """A capacity and, when the run gave it one, its interval in brackets: "330 (280-400)"."""
+    interval = arch.get("capacity_interval")
+    text = rps(arch["capacity_rps"])
+    return f"{text} ({rps(interval['low'])}–{rps(interval['high'])})" if interval else text
+
+
 def summary_table(results: Mapping[str, Any]) -> Table:
     """One row per architecture: capacity, latency at capacity, both costs, CPU, memory."""
     rows = []
@@ -22,7 +29,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
         rows.append(
             [
                 name,
-                rps(arch["capacity_rps"]),
+                capacity_with_interval(arch),
                 capacity_range,
                 ms(arch["p50_at_capacity_ms"]),
                 ms(arch["p99_at_capacity_ms"]),
@@ -120,6 +127,16 @@ def _level_status(level: Mapping[str, Any], slo: float, is_capacity: bool) -> tu
     if level["loadgen_bound"]:
         parts.append("loadgen-bound")
         classes.append("loadgen")
+    if level.get("attempt"):
+        parts.append("measured again")
+    others = level.get("interference")
+    if others and others["disturbed"]:
+        parts.append(
+            f"disturbed: others took {others['sut_others_percent']:g}% of the SUT CPUs, "
+            f"{others['loadgen_others_percent']:g}% of the load generator's, steal "
+            f"{others['steal_percent']:g}%"
+        )
+        classes.append("loadgen")  # the same warning style as a loadgen-bound step
     return "; ".join(parts), " ".join(classes)
 
 

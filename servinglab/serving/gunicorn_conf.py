@@ -9,6 +9,7 @@ overrides the `bind` below.
 from __future__ import annotations
 
 from servinglab import config as lab_config
+from servinglab.serving import metrics
 
 _settings = lab_config.load()
 
@@ -30,11 +31,17 @@ limit_request_field_size = _settings.http_limit_request_field_size
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
-# Each worker builds its own app (and, in the gateway, its own gRPC channels) after fork: gRPC
-# channels do not survive fork, and the model is small enough that sharing pages buys little.
-preload_app = False
+# Off by default, each worker builds its own app after fork. With HTTP_PRELOAD the master builds
+# it; the backend (the model, or the gateway's gRPC channels, which do not survive fork) is still
+# made on first use in each worker, but the modules and, in the monolith, the loaded artifact are
+# shared copy-on-write.
+preload_app = _settings.http_preload
+# gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): every
+# deployment on the machine would share it. The lab drives gunicorn by signals only.
+control_socket_disable = True
 
 _max_body_bytes = _settings.max_content_length
+_keepalive_requests = _settings.http_keepalive_requests
 
 
 def pre_request(worker, req):
@@ -44,6 +51,14 @@ def pre_request(worker, req):
     length = next((value for name, value in req.headers if name == "CONTENT-LENGTH"), None)
     chunked = any(name == "TRANSFER-ENCODING" for name, _ in req.headers)
     if chunked or (length is not None and length.isdigit() and int(length) > _max_body_bytes):
+        req.must_close = True
+    # Workers share one listening socket (the launcher binds it and passes fd://, so gunicorn's
+    # reuse_port cannot give each worker its own), and on a pinned CPU the worker that wakes first
+    # accepts a whole burst of connections: under keep-alive one worker served ~98% of requests.
+    # Ending each connection after a number of requests makes its client reconnect; whichever
+    # worker wakes first accepts it, often the idle one, so over many reconnections the
+    # connections (measured: 8 kept-alive ones, 2 workers, 1 CPU) split about evenly.
+    if _keepalive_requests and req.req_number >= _keepalive_requests:
         req.must_close = True
 
 
@@ -57,8 +72,11 @@ def post_worker_init(worker):
         open(os.path.join(ready_dir, str(os.getpid())), "w").close()
 
 
+def post_request(worker, req, environ, resp):
+    # Per worker, so /metrics (and the bench report) show whether every worker takes a share.
+    metrics.WORKER_REQUESTS.inc((str(worker.pid),))
+
+
 def worker_exit(server, worker):
     # Publish the last second of this worker's metrics before it goes.
-    from servinglab.serving import metrics
-
     metrics.flush()

@@ -150,8 +150,15 @@ CACHE_ERRORS = Counter(
 STAGE_UP = Gauge(
     "lab_stage_up", "1 if the stage answered SERVING at the last /readyz, else 0", ("stage",)
 )
+# Which gunicorn worker answered: keep-alive connections stay with the worker that accepted them,
+# so "2 workers" can mean one in practice. Labelled by pid; each worker publishes only its own
+# series, so the merge's sum over processes keeps one series per worker (dead ones included).
+WORKER_REQUESTS = Counter(
+    "lab_http_worker_requests_total", "HTTP requests answered, by gunicorn worker pid", ("worker",)
+)
 ALL = (
     REQUESTS,
+    WORKER_REQUESTS,
     REQUEST_SECONDS,
     STAGE_SECONDS,
     INSTANCES,

@@ -13,22 +13,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-
-def eventually(observe, accept, what: str, timeout_s: float = 30.0, interval_s: float = 0.1):
-    """Poll `observe()` until `accept(value)` holds and return the value; fail naming `what`.
-
-    For states that converge (a reconnecting channel, a restarted process): assert the state is
-    reached within a generous deadline, never that it is reached fast. The failure message
-    carries the last value observed.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = observe()
-        if accept(value):
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}: {value!r}")
-        time.sleep(interval_s)
+from servinglab.model.artifact import load_artifact
+from servinglab.model.pipeline import ServingPipeline
+from servinglab.validation import validate_predict_request
 
 
 @dataclass
@@ -46,6 +33,7 @@ class SteadyLoad:
     url: str
     instances: list[dict]
     threads: int = 4
+    # A request unanswered after this is recorded with status 0, like a refused connection.
     timeout_s: float = 10.0
     answers: list[Answer] = field(default_factory=list)
 
@@ -112,3 +100,28 @@ class SteadyLoad:
     def wait_for_more(self, extra: int, timeout_s: float = 30.0) -> None:
         target = self.count() + extra
         self.wait_for(lambda answers: len(answers) >= target, timeout_s, f"{extra} more answers")
+
+
+# Model rollouts under load (tests of the monolith and of the orchestrated and chained topologies).
+
+
+def version_references(models_dir, versions, instances):
+    """What each version answers for each instance, computed in process by the shared pipeline."""
+    expected = {}
+    for version in versions:
+        pipeline = ServingPipeline.from_artifact(load_artifact(models_dir / "linear" / version))
+        expected[version] = [
+            pipeline.predict(validate_predict_request({"instances": [i]}, 1))[0] for i in instances
+        ]
+    return expected
+
+
+def assert_each_answer_is_one_version(load: SteadyLoad, expected, versions):
+    """Every answer a 200, every version seen, each equal to the pipeline of the version it names."""
+    assert {a.status for a in load.answers} == {200}
+    seen = {a.body["model"]["version"] for a in load.answers}
+    assert seen == set(versions), f"versions seen: {seen}"
+    for answer in load.answers:
+        version = answer.body["model"]["version"]
+        # Equal to the pure pipeline of the version it names: features and model of one version.
+        assert answer.body["predictions"][0] == expected[version][answer.instance_index]

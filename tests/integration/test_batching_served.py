@@ -2,7 +2,9 @@
 
 Each architecture is started for real with batching on and 8 HTTP threads per worker (a monolith
 worker only batches among its own concurrent requests; see BATCHING in config.py), then sent
-single-row requests from a thread pool. Every answer must equal, floats included, what the
+single-row requests in bursts: CLIENT_THREADS requests at a time, held at a barrier and released
+together, so every burst has more requests in flight than the server has threads, not only when
+the scheduler happens to overlap them. Every answer must equal, floats included, what the
 unbatched in-process pipeline gives for that row alone, and `/metrics` must show that model calls
 really served several requests at once (in microservices the inference service publishes its
 metrics through the shared metrics directory, which the gateway's `/metrics` merges).
@@ -14,6 +16,7 @@ threads run, and the forest's trees release the GIL while they walk. The linear 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -32,8 +35,12 @@ from servinglab.validation import validate_instances
 pytestmark = pytest.mark.integration
 
 PROFILE = "forest"
+# Twice the server's threads (HTTP_THREADS below; the inference service has GRPC_THREADS, 4):
+# every burst fills them all, with more requests queued behind.
 CLIENT_THREADS = 16
 ROUNDS = 3
+# Only reached when something is broken (a client thread that never reaches the barrier).
+BARRIER_TIMEOUT_S = 30.0
 # Processes publish their metrics once a second (metrics.FLUSH_INTERVAL_S); this is the most a
 # scrape may lag behind the inference service, with room for a loaded machine.
 METRICS_DEADLINE_S = 15.0
@@ -42,7 +49,9 @@ BATCHING_SETTINGS = {
     "HTTP_THREADS": 8,
     "HTTP_WORKERS": 1,
     "BATCH_MAX_SIZE": 32,
-    "BATCH_MAX_WAIT_MS": 2,
+    # Once requests pile up, a batch is held open for company until every server thread has
+    # queued (or this long): long enough that a burst's stragglers join instead of going alone.
+    "BATCH_MAX_WAIT_MS": 50,
 }
 
 
@@ -70,25 +79,33 @@ def rows_with_gaps(held_out: list[dict]) -> list[dict]:
     ]
 
 
-def predict_concurrently(url: str, rows: list[dict]) -> list[tuple[dict, str]]:
-    """One single-row request per row from CLIENT_THREADS threads: (prediction, Server-Timing)."""
+def predict_in_bursts(url: str, rows: list[dict]) -> list[tuple[dict, str]]:
+    """One single-row request per row, CLIENT_THREADS at a time released together by a barrier:
+    (prediction, Server-Timing) per row, in order."""
     local = threading.local()
     sessions: list[requests.Session] = []
 
-    def one(row: dict) -> tuple[dict, str]:
+    def one(barrier: threading.Barrier, row: dict) -> tuple[dict, str]:
         if not hasattr(local, "session"):
             local.session = requests.Session()
             sessions.append(local.session)
+        barrier.wait(BARRIER_TIMEOUT_S)
         response = local.session.post(url + "/v1/predict", json={"instances": [row]}, timeout=30)
         assert response.status_code == 200, response.text
         return response.json()["predictions"][0], response.headers["Server-Timing"]
 
+    answers: list[tuple[dict, str]] = []
     try:
+        # As many threads as a burst has requests, so every request of a burst reaches the barrier.
         with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-            return list(pool.map(one, rows))
+            for start in range(0, len(rows), CLIENT_THREADS):
+                burst = rows[start : start + CLIENT_THREADS]
+                barrier = threading.Barrier(len(burst))
+                answers += pool.map(functools.partial(one, barrier), burst)
     finally:
         for session in sessions:
             session.close()
+    return answers
 
 
 def batch_histogram(text: str) -> dict[str, float]:
@@ -119,7 +136,7 @@ def test_concurrent_single_row_requests_are_batched_and_answer_as_unbatched(
 ):
     distinct = rows_with_gaps(held_out)
     rows = distinct * ROUNDS
-    answers = predict_concurrently(batching_deployment.url, rows)
+    answers = predict_in_bursts(batching_deployment.url, rows)
 
     # Each row alone through the in-process pipeline, as JSON would carry it: floats compare exactly.
     alone = [

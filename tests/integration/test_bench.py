@@ -1,4 +1,8 @@
-"""A real, very short benchmark: both architectures under Locust, results and reports on disk."""
+"""Real, very short benchmarks: every topology under Locust, results and reports on disk.
+
+The finished runs are the session's (`bench_run`, `single_architecture_run` in conftest.py),
+shared with the notebook's tests; a test that interrupts or sweeps starts its own.
+"""
 
 from __future__ import annotations
 
@@ -14,71 +18,63 @@ import psutil
 import pytest
 
 from benchmarks.analysis import load_schema
+from lab.architectures import ARCHITECTURES
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-SHORT = ["--quick", "--reps", "1", "--step-seconds", "2", "--probe-seconds", "2"]
+ENTRY_PROCESS = {
+    "monolith": "gunicorn-monolith",
+    "microservices": "gunicorn-gateway",
+    "split": "gunicorn-gateway",
+    "chained": "gunicorn-gateway",
+}
+# The hops each topology's gateway times (hop_infer: every topology with a gRPC inference stage).
+HOPS = {
+    "monolith": set(),
+    "microservices": {"hop_pre", "hop_infer", "hop_post"},
+    "split": {"hop_infer"},
+    "chained": {"hop_pre", "hop_infer", "hop_post"},
+}
 
 
-def test_short_benchmark_writes_valid_results_and_reports(tmp_path, models_root):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench",
-            *SHORT,
-            "--out",
-            str(tmp_path),
-            "--label",
-            "ci",
-            "--models",
-            str(models_root),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    run_dir = (tmp_path / "latest").resolve()
-    results = json.loads((run_dir / "results.json").read_text())
+def test_short_benchmark_writes_valid_results_and_reports(bench_run):
+    results = bench_run.results
     jsonschema.validate(results, load_schema())
-    assert set(results["architectures"]) == {"monolith", "microservices"}
+    assert list(results["architectures"]) == list(ARCHITECTURES)
     assert results["run"]["quick"] is True and results["run"]["cpu_budget"]["sut_cpus"] == [0]
+    assert results["run"]["label"] == "ci"
     for name, architecture in results["architectures"].items():
         assert len(architecture["levels"]) >= 2
         assert all(level["requests"] > 0 for level in architecture["levels"])
-        assert {p["name"] for p in architecture["processes"]} >= {
-            f"gunicorn-{'monolith' if name == 'monolith' else 'gateway'}"
-        }
+        assert {p["name"] for p in architecture["processes"]} >= {ENTRY_PROCESS[name]}
         assert architecture["stages_ms"]["infer"] > 0
-    assert "hop_infer" in results["architectures"]["microservices"]["stages_ms"]
-    assert "hop_infer" not in results["architectures"]["monolith"]["stages_ms"]
-    report = (run_dir / "report.md").read_text()
-    assert "monolith" in report and "microservices" in report
-    assert (run_dir / "report.html").stat().st_size > 10_000
-    assert list((run_dir / "locust" / "microservices").glob("r0-s0_stats.csv"))
-    assert "[bench" in result.stdout and "done in" in result.stdout
+        hops = {stage for stage in architecture["stages_ms"] if stage.startswith("hop_")}
+        assert hops == HOPS[name], name
+    report = (bench_run.run_dir / "report.md").read_text()
+    assert all(name in report for name in ARCHITECTURES)
+    assert (bench_run.run_dir / "report.html").stat().st_size > 10_000
+    for name in ARCHITECTURES:
+        assert list((bench_run.run_dir / "locust" / name).glob("r0-s0_stats.csv")), name
+    assert "[bench" in bench_run.process.stdout and "done in" in bench_run.process.stdout
+
+
+def test_a_single_architecture_run_has_nothing_to_compare(single_architecture_run):
+    results = single_architecture_run.results
+    jsonschema.validate(results, load_schema())
+    assert list(results["architectures"]) == ["microservices"]
+    assert results["architectures"]["microservices"]["levels"]
+    report = (single_architecture_run.run_dir / "report.md").read_text()
+    assert "Only one architecture was measured in this run" in report
+    assert "microservices ÷ " not in report, "no ratio of an architecture to itself"
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_a_benchmark_leaves_no_process(
-    stop_signal, tmp_path, models_root, watch_output
+    stop_signal, tmp_path, bench_command, bench_env, watch_output
 ):
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench",
-            *SHORT,
-            "--out",
-            str(tmp_path),
-            "--archs",
-            "microservices",
-            "--models",
-            str(models_root),
-        ],
+        bench_command(tmp_path, "--archs", "microservices"),
+        env=bench_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -146,19 +142,10 @@ def test_unavailable_targets_fail_fast_with_a_reason(arguments, needle, tmp_path
     assert not list(tmp_path.iterdir()), "nothing should be written when the target is unavailable"
 
 
-def test_short_sweep_writes_valid_json_charts_and_a_conclusion(tmp_path, models_root):
+def test_short_sweep_writes_valid_json_charts_and_a_conclusion(tmp_path, models_root, bench_env):
     """Two values of CACHE_RATE with a cache on: the knobs reach the servers and Locust, for real."""
-    from benchmarks import knobs, sweep
+    from benchmarks import sweep
 
-    # Only what this test sets: make exports every knob, possibly set by whoever runs the suite.
-    names = {knob.variable for knob in knobs.KNOBS} | {
-        "SWEEP",
-        "SWEEP_VALUES",
-        "QUICK",
-        "REPS",
-        "LABEL",
-    }
-    env = {key: value for key, value in os.environ.items() if key not in names}
     result = subprocess.run(
         [
             sys.executable,
@@ -186,7 +173,7 @@ def test_short_sweep_writes_valid_json_charts_and_a_conclusion(tmp_path, models_
         text=True,
         cwd=ROOT,
         timeout=900,
-        env=env,
+        env=bench_env,  # only what this test sets
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     sweep_dir = (tmp_path / "latest-sweep").resolve()

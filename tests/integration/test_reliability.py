@@ -1,6 +1,8 @@
 """Faults under load: a dead stage, rolling restarts, model rollouts and overload, on real processes.
 
-Each test starts its own deployment, because it kills or restarts parts of it.
+Each test starts its own deployment, because it kills or restarts parts of it (or, for shedding,
+needs settings of its own). Rolling restarts of replicated stages and of gunicorn workers are
+checked by the rollout tests, which restart under load and also check every answer's version.
 """
 
 from __future__ import annotations
@@ -10,19 +12,20 @@ import signal
 import psutil
 import pytest
 import requests
-from steady_load import SteadyLoad, eventually
+from helpers import wait_until
+from steady_load import SteadyLoad, assert_each_answer_is_one_version, version_references
 
 from lab.launch import launch
-from servinglab.model.artifact import load_artifact, set_current
-from servinglab.model.pipeline import ServingPipeline
-from servinglab.validation import validate_predict_request
+from servinglab.model.artifact import set_current
 
 pytestmark = pytest.mark.integration
 
 BUDGET_MS = 1000
-# No-hang bound for answers during a fault: the request budget plus HTTP and scheduling slack on
-# a busy 2-core machine. It tests "never hangs", not speed.
-NO_HANG_S = BUDGET_MS / 1e3 + 2.0
+# How long the load's clients wait for an answer during a fault: the request budget plus a wide
+# margin for HTTP and scheduling on a busy 2-core machine. Not a speed check: a request the
+# gateway never answers (waiting on a dead stage without a deadline) ends at this timeout with
+# no answer (status 0), which the tests refuse.
+CLIENT_TIMEOUT_S = BUDGET_MS / 1e3 + 10.0
 
 
 def _settings(models, **extra):
@@ -38,17 +41,16 @@ def _is_problem(answer) -> bool:
     )
 
 
-def _readiness(url: str) -> tuple[int, str]:
-    response = requests.get(url + "/readyz", timeout=5)
-    return response.status_code, response.text[:300]
+def _ready(url: str) -> bool:
+    return requests.get(url + "/readyz", timeout=5).status_code == 200
 
 
-def test_killed_stage_gives_503s_in_time_and_the_gateway_recovers_without_restart(
+def test_killed_stage_gives_503s_not_hangs_and_the_gateway_recovers_without_restart(
     models_root, held_out, tmp_path
 ):
     with launch("microservices", settings=_settings(models_root), log_dir=tmp_path) as deployment:
         gateway_pids = [deployment.entry.pid, *deployment.entry_workers()]
-        with SteadyLoad(deployment.url, held_out[:40]) as load:
+        with SteadyLoad(deployment.url, held_out[:40], timeout_s=CLIENT_TIMEOUT_S) as load:
             load.wait_for_more(20)
             deployment.kill("preprocess")
             load.wait_for(
@@ -64,62 +66,21 @@ def test_killed_stage_gives_503s_in_time_and_the_gateway_recovers_without_restar
             )
         # Each gateway worker has its own channel, reconnecting on its own backoff: every one of
         # them must come back, without a restart, so poll until /readyz answers 200.
-        eventually(
-            lambda: _readiness(deployment.url),
-            lambda observed: observed[0] == 200,
-            what="/readyz 200 after the restart",
-        )
+        wait_until(lambda: _ready(deployment.url), "/readyz 200 after the restart")
         assert [deployment.entry.pid, *deployment.entry_workers()] == gateway_pids
 
     failures = [a for a in load.answers if a.status != 200]
     assert failures, "killing the only preprocess replica must be visible"
+    # Every request was answered (none is left at 0, the client's timeout) and every failure is
+    # the problem the contract promises for a missing stage.
     assert {a.status for a in failures} <= {503, 504}
     assert all(_is_problem(a) for a in failures)
-    assert max(a.latency_s for a in load.answers) < NO_HANG_S
-
-
-@pytest.mark.parametrize("stage", ["inference", "preprocess"])
-def test_rolling_restart_of_a_replicated_stage_loses_nothing(
-    stage, models_root, held_out, tmp_path
-):
-    with launch(
-        "microservices", settings=_settings(models_root), replicas={stage: 2}, log_dir=tmp_path
-    ) as deployment:
-        old_pids = [replica.process.pid for replica in deployment.replicas[stage]]
-        with SteadyLoad(deployment.url, held_out[:40]) as load:
-            load.wait_for_more(20)
-            deployment.rolling_restart(stage)
-            load.wait_for_more(20)
-        assert not set(old_pids) & {replica.process.pid for replica in deployment.replicas[stage]}
-    statuses = {a.status for a in load.answers}
-    assert statuses == {200}, f"failed answers during the rolling restart: {sorted(statuses)}"
-
-
-def _references(models_dir, versions, instances):
-    """What each version answers for each instance, computed in process by the shared pipeline."""
-    expected = {}
-    for version in versions:
-        pipeline = ServingPipeline.from_artifact(load_artifact(models_dir / "linear" / version))
-        expected[version] = [
-            pipeline.predict(validate_predict_request({"instances": [i]}, 1))[0] for i in instances
-        ]
-    return expected
-
-
-def _assert_consistent(load, expected, versions):
-    assert {a.status for a in load.answers} == {200}
-    seen = {a.body["model"]["version"] for a in load.answers}
-    assert seen == set(versions), f"versions seen: {seen}"
-    for answer in load.answers:
-        version = answer.body["model"]["version"]
-        # Equal to the pure pipeline of the version it names: features and model of one version.
-        assert answer.body["predictions"][0] == expected[version][answer.instance_index]
 
 
 def test_model_rollout_never_mixes_versions_in_microservices(two_versions, held_out, tmp_path):
     root, v1, v2 = two_versions
     instances = held_out[:40]
-    expected = _references(root, (v1, v2), instances)
+    expected = version_references(root, (v1, v2), instances)
     assert any(
         expected[v1][i]["probabilities"] != expected[v2][i]["probabilities"]
         for i in range(len(instances))
@@ -134,6 +95,10 @@ def test_model_rollout_never_mixes_versions_in_microservices(two_versions, held_
         ) as deployment,
         SteadyLoad(deployment.url, instances) as load,
     ):
+        old_pids = {
+            stage: {replica.process.pid for replica in deployment.replicas[stage]}
+            for stage in ("inference", "preprocess")
+        }
         load.wait_for_more(20)
         set_current(root / "linear", v2)
         # Inference first: the preprocess replicas, still on v1, are asked for v2 features.
@@ -142,14 +107,17 @@ def test_model_rollout_never_mixes_versions_in_microservices(two_versions, held_
         deployment.rolling_restart("preprocess")
         settled = load.count()
         load.wait_for_more(20)
-    _assert_consistent(load, expected, (v1, v2))
+        for stage, pids in old_pids.items():
+            assert not pids & {replica.process.pid for replica in deployment.replicas[stage]}
+    # Nothing lost during either rolling restart (every answer a 200), and no version mixed.
+    assert_each_answer_is_one_version(load, expected, (v1, v2))
     assert {a.body["model"]["version"] for a in load.answers[settled:]} == {v2}
 
 
 def test_model_rollout_in_the_monolith_by_rolling_reload(two_versions, held_out, tmp_path):
     root, v1, v2 = two_versions
     instances = held_out[:40]
-    expected = _references(root, (v1, v2), instances)
+    expected = version_references(root, (v1, v2), instances)
     set_current(root / "linear", v1)
     with launch("monolith", settings=_settings(root), log_dir=tmp_path) as deployment:
         old_workers = deployment.entry_workers()
@@ -167,8 +135,16 @@ def test_model_rollout_in_the_monolith_by_rolling_reload(two_versions, held_out,
                 ),
                 what="answers from v2 workers",
             )
-        assert not set(old_workers) & set(deployment.entry_workers())
-    _assert_consistent(load, expected, (v1, v2))
+            load.wait_for(
+                lambda _: (
+                    not set(old_workers) & set(deployment.entry_workers())
+                    and len(deployment.entry_workers()) == len(old_workers)
+                ),
+                what="every old worker replaced",
+            )
+            load.wait_for_more(20)
+    # Nothing lost while the workers were replaced (every answer a 200), and no version mixed.
+    assert_each_answer_is_one_version(load, expected, (v1, v2))
 
 
 def test_grpc_stage_sheds_with_503_beyond_its_concurrency_limit(models_root, held_out, tmp_path):
@@ -203,10 +179,17 @@ def test_http_worker_sheds_requests_that_queued_too_long(models_root, held_out, 
                 ),
                 what="both shed and served requests",
             )
-        response = requests.post(
-            deployment.url + "/v1/predict", json={"instances": held_out[:1]}, timeout=5
+        # The load is gone and the same worker serves again. Polled: with a 1 ms limit even a
+        # lone request can wait that long for a thread on a busy machine, and be shed too.
+        wait_until(
+            lambda: (
+                requests.post(
+                    deployment.url + "/v1/predict", json={"instances": held_out[:1]}, timeout=5
+                ).status_code
+                == 200
+            ),
+            "a lone request served after the load",
         )
-        assert response.status_code == 200
         assert deployment.entry_workers() == workers
     shed = [a for a in load.answers if a.status == 503]
     assert {a.status for a in load.answers} <= {200, 503}
@@ -221,23 +204,6 @@ def test_a_forged_queue_header_is_ignored(monolith, held_out, http):
         timeout=5,
     )
     assert response.status_code == 200
-
-
-def test_monolith_rolling_reload_under_load_loses_nothing(models_root, held_out, tmp_path):
-    with launch("monolith", settings=_settings(models_root), log_dir=tmp_path) as deployment:
-        old_workers = deployment.entry_workers()
-        with SteadyLoad(deployment.url, held_out[:40]) as load:
-            load.wait_for_more(20)
-            deployment.reload_workers()
-            load.wait_for(
-                lambda _: (
-                    not set(old_workers) & set(deployment.entry_workers())
-                    and len(deployment.entry_workers()) == 2
-                ),
-                what="old workers replaced",
-            )
-            load.wait_for_more(20)
-    assert {a.status for a in load.answers} == {200}
 
 
 def test_killed_gunicorn_worker_is_replaced(models_root, held_out, tmp_path):

@@ -1,26 +1,19 @@
-"""The split and chained topologies: timings, readiness, gRPC health, deadlines, faults, rollouts, stop.
+"""The split and chained topologies: timings, readiness, gRPC health, deadlines, faults, rollouts.
 
-Answers and client errors are compared with the monolith's in test_parity.py. Here: what is
-particular to each topology, on real processes started by `launch`, except where a test needs a
-stage to be too slow or missing, which in-process servers (as in test_grpc.py) set up exactly.
+Answers and client errors are compared with the monolith's in test_parity.py, and `make run`
+stopping every process of each topology is in test_lifecycle.py. Here: what is particular to
+each topology, on real processes started by `launch`, except where a test needs a stage to be
+too slow or missing, which in-process servers (as in test_grpc.py) set up exactly.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import grpc
-import psutil
 import pytest
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from helpers import closed_port
 
 from benchmarks.measure import servertiming
 from lab.launch import launch
@@ -37,9 +30,12 @@ from servinglab.model.pipeline import ServingPipeline
 from servinglab.validation import validate_instances
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 CHAIN_SERVICE = "servinglab.v1.Chain"
 BUDGET_MS = 1000
+# How long a client waits for any answer: the request budget plus a wide margin for HTTP and
+# scheduling on a busy 2-core machine. Not a speed check: a gateway that waited on a dead stage
+# without a deadline would never answer, and the client's timeout turns that into a failure.
+CLIENT_TIMEOUT_S = BUDGET_MS / 1e3 + 10.0
 
 # Server-Timing entries each topology must send, besides `validate` and `total`: a stage's compute
 # under its name, and a `hop-` entry for every stage reached over gRPC.
@@ -47,13 +43,6 @@ EXPECTED_TIMINGS = {
     "split": ["pre", "infer", "hop-infer", "post"],
     "chained": ["pre", "hop-pre", "infer", "hop-infer", "post", "hop-post"],
 }
-
-
-def server_timing(header: str) -> dict[str, float]:
-    """Milliseconds per entry, in order; every entry of these responses must carry a duration."""
-    entries = servertiming.parse(header)
-    assert all("dur" in fields for _, fields in entries), header
-    return {name: float(fields["dur"]) for name, fields in entries}
 
 
 @pytest.fixture(params=["split", "chained"])
@@ -67,7 +56,8 @@ def topology(request):
 def test_server_timing_has_every_stage_and_hop(topology, http, held_out):
     response = http.post(topology.url + "/v1/predict", json={"instances": held_out[:5]})
     assert response.status_code == 200, response.text
-    timings = server_timing(response.headers["Server-Timing"])
+    # Every entry of these responses carries a duration: one without would be missing here.
+    timings = servertiming.durations(response.headers["Server-Timing"])
     assert list(timings) == ["validate", *EXPECTED_TIMINGS[topology.architecture], "total"]
     assert all(value >= 0 for value in timings.values())
     # The parts were measured inside the whole, so they cannot add up to more than it.
@@ -149,12 +139,6 @@ def test_each_hop_passes_on_the_remaining_deadline(chained, held_out):
 # --- in-process servers: a missing or too slow stage ---------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve(factory, models_root, **overrides):
     settings = config.load(overrides={"MODEL_DIR": str(models_root), **overrides})
     server, port, _health_servicer = factory("127.0.0.1:0", settings)
@@ -175,7 +159,7 @@ def _in_process_chain(models_root, profile: str, postprocess_address: str):
 
 def test_chained_names_the_missing_stage_however_deep_it_is(models_root, held_out):
     servers, preprocess_address = _in_process_chain(
-        models_root, "linear", f"127.0.0.1:{_closed_port()}"
+        models_root, "linear", f"127.0.0.1:{closed_port()}"
     )
     try:
         client = create_gateway(
@@ -185,9 +169,8 @@ def test_chained_names_the_missing_stage_however_deep_it_is(models_root, held_ou
                 "REQUEST_BUDGET_MS": 2000,
             }
         ).test_client()
-        started = time.monotonic()
         response = client.post("/v1/predict", json={"instances": held_out[:1]})
-        assert time.monotonic() - started < 2.0
+        # 503, not 504: the refused connection is reported as such, not waited out to the deadline.
         assert response.status_code == 503
         assert response.json["type"] == "urn:servinglab:problem:stage-unavailable"
         assert response.json["detail"].startswith(
@@ -204,21 +187,32 @@ def test_chained_names_the_missing_stage_however_deep_it_is(models_root, held_ou
 
 def test_chained_answers_504_when_the_chain_is_too_slow(models_root, held_out):
     postprocess, postprocess_address = _serve(postprocess_server, models_root)
-    servers, preprocess_address = _in_process_chain(models_root, "forest", postprocess_address)
+    # Too slow by construction, not by the speed of this machine: inference's client sleeps
+    # HOP_DELAY_MS (the in-process fallback of the hop delay) before calling postprocess, twice
+    # the gateway's whole budget, so the last hop of the chain cannot be reached in time.
+    inference, inference_address = _serve(
+        inference_server,
+        models_root,
+        NEXT_ADDR=postprocess_address,
+        HOP_DELAY_MS=200,
+        HOP_DELAY_METHOD="sleep",
+    )
+    preprocess, preprocess_address = _serve(
+        preprocess_server, models_root, NEXT_ADDR=inference_address
+    )
     try:
-        # The forest takes milliseconds per call; a 1 ms budget for all hops cannot be met.
         client = create_gateway(
             {
                 "GATEWAY_MODE": "chained",
                 "PREPROCESS_ADDR": preprocess_address,
-                "REQUEST_BUDGET_MS": 1,
+                "REQUEST_BUDGET_MS": 100,
             }
         ).test_client()
-        response = client.post("/v1/predict", json={"instances": held_out[:50]})
+        response = client.post("/v1/predict", json={"instances": held_out[:1]})
         assert response.status_code == 504
         assert response.json["type"] == "urn:servinglab:problem:stage-timeout"
     finally:
-        for server in [*servers, postprocess]:
+        for server in (preprocess, inference, postprocess):
             server.stop(None)
 
 
@@ -249,24 +243,21 @@ def _settings(models, **extra):
 
 
 def _assert_stage_down(deployment, stage: str, instance: dict) -> dict:
-    started = time.monotonic()
     response = requests.post(
-        deployment.url + "/v1/predict", json={"instances": [instance]}, timeout=10
+        deployment.url + "/v1/predict", json={"instances": [instance]}, timeout=CLIENT_TIMEOUT_S
     )
-    # Within the request budget, plus HTTP and scheduling slack on a busy 2-core machine.
-    assert time.monotonic() - started < BUDGET_MS / 1e3 + 1.0
     assert response.status_code == 503, response.text
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["type"] == "urn:servinglab:problem:stage-unavailable"
     assert response.json()["detail"].startswith(f"The {stage} stage is not available")
-    ready = requests.get(deployment.url + "/readyz", timeout=5)
+    ready = requests.get(deployment.url + "/readyz", timeout=CLIENT_TIMEOUT_S)
     assert ready.status_code == 503
     assert ready.json()["checks"][stage].startswith("unreachable")
     return ready.json()["checks"]
 
 
 @pytest.mark.parametrize("architecture", ["split", "chained"])
-def test_a_killed_stage_gives_a_503_problem_within_the_deadline(
+def test_a_killed_stage_gives_a_503_problem_not_a_hang(
     architecture, models_root, held_out, tmp_path
 ):
     with launch(architecture, settings=_settings(models_root), log_dir=tmp_path) as deployment:
@@ -310,28 +301,3 @@ def test_after_inference_moves_to_a_new_version_features_follow_it(
     assert first["model"]["version"] == v1 and second["model"]["version"] == v2
     # Exactly each version's own pipeline: features and model of one version, never a mix.
     assert first["predictions"] == expected[v1] and second["predictions"] == expected[v2]
-
-
-@pytest.mark.parametrize("architecture", ["split", "chained"])
-def test_sigterm_stops_every_process(architecture, models_root, watch_output):
-    env = {**os.environ, "LAB_MODEL_DIR": str(models_root)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lab.run", "--arch", architecture, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        watch_output(process).wait_for("ready in", timeout_s=120)
-        children = psutil.Process(process.pid).children(recursive=True)
-        services = 1 if architecture == "split" else 3
-        assert len(children) >= 3 + services - 1  # gunicorn master + 2 workers + the services
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-        _, alive = psutil.wait_procs(children, timeout=10)
-        assert alive == []
-    finally:
-        if process.poll() is None:
-            process.kill()

@@ -21,8 +21,8 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import held_out_frame
 
-from servinglab.model import data
 from servinglab.model.artifact import load_artifact
 from servinglab.model.pipeline import PYTHON_PREPROCESS_MAX_ROWS, ServingPipeline
 from servinglab.schema import (
@@ -61,13 +61,6 @@ def profile_model(request, models_root):
     artifact = load_artifact(models_root, request.param)
     assert artifact.metadata["profile"] == request.param
     return artifact, ServingPipeline.from_artifact(artifact)
-
-
-@pytest.fixture(scope="module")
-def held_out_frame() -> pd.DataFrame:
-    """The held-out birds exactly as training frames are built (object categories, float numbers)."""
-    _, frame = data.split(data.load_frame())
-    return frame
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +122,11 @@ def species(probabilities: np.ndarray) -> np.ndarray:
 # --- Quality ------------------------------------------------------------------------------------
 
 
-def test_held_out_accuracy_floor(profile_model, held_out, held_out_frame):
+def test_held_out_accuracy_floor(profile_model, held_out):
     artifact, pipeline = profile_model
     predictions = pipeline.predict(validate_instances(held_out))
     predicted = [p["species"] for p in predictions]
-    truth = held_out_frame["species"].tolist()
+    truth = held_out_frame()["species"].tolist()
     assert len(predicted) == len(truth) == 86
     accuracy = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
     assert accuracy >= ACCURACY_FLOOR, (
@@ -148,29 +141,54 @@ def test_held_out_accuracy_floor(profile_model, held_out, held_out_frame):
 # --- Agreement with the reference ---------------------------------------------------------------
 
 
-def test_fast_path_matches_reference_on_held_out(profile_model, held_out, held_out_frame):
+def test_fast_path_matches_reference_on_held_out(profile_model, held_out):
     artifact, pipeline = profile_model
     expected = artifact.estimator.predict_proba(
-        held_out_frame[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]]
+        held_out_frame()[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]]
     )
     actual = fast_proba(pipeline, held_out)
     assert actual.shape == expected.shape == (86, 3)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=REFERENCE_TOLERANCE)
 
 
-def test_edge_cases_cover_every_missing_pattern(edge_records):
+def test_every_missing_pattern_and_extreme_value_gets_a_sound_prediction(
+    profile_model, edge_records
+):
+    """Any mix of missing fields and physically possible values gives one labelled, finite
+    prediction per record, the species and confidence of the reference estimator."""
+    artifact, pipeline = profile_model
     patterns = {
         frozenset(name for name, value in record.items() if value is None)
         for record in edge_records
     }
+    # What the records span, so that the checks below are about every pattern and far values.
     assert len(patterns) == 2 ** len(FIELD_NAMES)
-    assert len(edge_records) >= 300
     numbers = {
         name: [r[name] for r in edge_records if r[name] is not None] for name in NUMERIC_NAMES
     }
-    # Some values lie far outside the training range.
     assert min(numbers["body_mass_g"]) < 1000 and max(numbers["body_mass_g"]) > 10000
     assert min(numbers["year"]) < 2000 and max(numbers["year"]) > 2050
+
+    batch = validate_instances(edge_records)
+    features = pipeline.preprocess(batch)
+    assert np.isfinite(features).all(), "imputation must leave no NaN for the classifier"
+    predictions = pipeline.predict(batch)
+    reference = artifact.estimator.predict_proba(reference_frame(batch))
+    assert len(predictions) == len(edge_records)
+    for index, (prediction, expected) in enumerate(zip(predictions, reference, strict=True)):
+        probabilities = prediction["probabilities"]
+        assert list(probabilities) == list(CLASSES), index
+        assert all(0.0 <= p <= 1.0 for p in probabilities.values()), (index, probabilities)
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-9), index
+        assert prediction["species"] == CLASSES[int(expected.argmax())], (
+            index,
+            edge_records[index],
+        )
+        assert prediction["confidence"] == max(probabilities.values())
+        assert prediction["confidence"] == pytest.approx(expected.max(), abs=REFERENCE_TOLERANCE)
+        assert prediction["uncertain"] == (
+            prediction["confidence"] < pipeline.postprocess.confidence_threshold
+        )
 
 
 def test_fast_path_matches_reference_on_edge_cases(profile_model, edge_records):

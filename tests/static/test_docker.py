@@ -602,20 +602,45 @@ def test_grpc_role_serves_health_and_drains_on_sigterm(tmp_path, models_root):
 # --- lab.images --------------------------------------------------------------------------
 
 
-def test_image_ref_is_the_git_sha_and_never_latest():
+@pytest.fixture
+def clone_of_this_repository(tmp_path, monkeypatch) -> Path:
+    """A clean clone of this repository's HEAD, which lab.images tags instead of /work/main: the
+    checkout itself may be clean or dirty, and a test must never dirty it to find out."""
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--shared", str(ROOT), str(clone)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    monkeypatch.setattr(images, "ROOT", clone)
+    return clone
+
+
+def test_image_ref_is_the_git_sha_clean_and_a_dirty_tag_otherwise_never_latest(
+    clone_of_this_repository,
+):
+    # tests/unit/test_image_tags.py pins how the dirty hash follows content; this pins the two
+    # forms on this repository's real commit.
     sha = subprocess.run(
-        ["git", "rev-parse", "--short=12", "HEAD"],
+        ["git", "rev-parse", f"--short={images.SHA_LENGTH}", "HEAD"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    # A dirty tree's tag names its content (tests/unit/test_image_tags.py pins how); a clean one is the sha.
-    expected = rf"servinglab:{sha}-dirty-[0-9a-f]{{12}}" if dirty else rf"servinglab:{sha}"
-    assert re.fullmatch(expected, images.image_ref())
+    clean = images.image_ref()
+    assert clean == f"servinglab:{sha}", "a clean tree is tagged with its commit, nothing more"
+    readme = clone_of_this_repository / "README.md"
+    original = readme.read_text()
+    readme.write_text(original + "\nan uncommitted edit\n")
+    assert re.fullmatch(
+        rf"servinglab:{sha}-dirty-[0-9a-f]{{{images.DIRTY_HASH_LENGTH}}}", images.image_ref()
+    ), "an uncommitted change must never be tagged as the commit it started from"
+    readme.write_text(original)
+    assert images.image_ref() == clean, "undoing the change makes the tree clean again"
     assert images.image_ref("abc") == "servinglab:abc"
     with pytest.raises(images.ImageError, match="latest"):
         images.image_ref("latest")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import held_out_frame
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -53,12 +54,6 @@ def loaded(trained):
     return load_artifact(trained)
 
 
-@pytest.fixture(scope="module")
-def held_out_frame():
-    _, frame = data.split(data.load_frame())
-    return frame
-
-
 def features(frame):
     return frame[[*CATEGORICAL_NAMES, *NUMERIC_NAMES]]
 
@@ -81,13 +76,14 @@ def test_training_writes_the_versioned_layout(trained, root):
     assert sorted(p.name for p in (root / "linear").iterdir()) == [CURRENT_FILE, trained.name]
 
 
-def test_round_trip_gives_a_working_estimator(loaded, trained, held_out_frame):
+def test_round_trip_gives_a_working_estimator(loaded, trained):
+    frame = held_out_frame()
     assert loaded.path == trained
     assert tuple(loaded.estimator.classes_) == CLASSES
-    probabilities = loaded.estimator.predict_proba(features(held_out_frame))
-    assert probabilities.shape == (len(held_out_frame), len(CLASSES))
+    probabilities = loaded.estimator.predict_proba(features(frame))
+    assert probabilities.shape == (len(frame), len(CLASSES))
     predicted = np.asarray(CLASSES)[probabilities.argmax(axis=1)]
-    accuracy = float((predicted == held_out_frame["species"].to_numpy()).mean())
+    accuracy = float((predicted == frame["species"].to_numpy()).mean())
     assert accuracy == loaded.metadata["metrics"]["held_out"]["accuracy"]
 
 
@@ -262,15 +258,13 @@ def test_metadata_records_the_model_hash(loaded, trained):
 # --- Reproducibility ----------------------------------------------------------------------------
 
 
-def test_same_seed_gives_same_version_and_identical_predictions(
-    trained, loaded, tmp_path, held_out_frame
-):
+def test_same_seed_gives_same_version_and_identical_predictions(trained, loaded, tmp_path):
     again = train(profile="linear", seed=SEED, models_root=tmp_path)
     assert again.name == trained.name
     retrained = load_artifact(again)
     np.testing.assert_array_equal(
-        retrained.estimator.predict_proba(features(held_out_frame)),
-        loaded.estimator.predict_proba(features(held_out_frame)),
+        retrained.estimator.predict_proba(features(held_out_frame())),
+        loaded.estimator.predict_proba(features(held_out_frame())),
     )
 
 

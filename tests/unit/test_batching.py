@@ -418,13 +418,28 @@ def test_queued_callers_time_out_instead_of_hanging_and_abandoned_requests_are_n
 # --- Threads and processes -------------------------------------------------------------------------
 
 
-def test_the_worker_is_a_daemon_started_on_first_use(linear, features):
-    before = set(threading.enumerate())
-    batcher = MicroBatcher(linear.classifier.predict_proba, linear.classifier.n_features)
-    assert set(threading.enumerate()) == before
-    batcher.submit(features[:1])
-    started = set(threading.enumerate()) - before
-    assert len(started) == 1 and started.pop().daemon
+def test_the_worker_is_a_daemon_started_on_first_use(linear, features, pool):
+    # The batcher's worker is the thread its queued requests are computed in; the model records it.
+    predict = linear.classifier.predict_proba
+    threads: list[threading.Thread] = []
+
+    def recording(matrix: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread())
+        return predict(matrix)
+
+    model = GatedModel(recording)
+    batcher = MicroBatcher(model, linear.classifier.n_features, max_wait_ms=0, timeout_s=5.0)
+    # Every thread alive once the batcher exists: its worker, if construction started one, is
+    # among them (gunicorn builds the app before it forks, and a thread does not survive a fork).
+    at_construction = set(threading.enumerate())
+    first = start_busy(batcher, model, pool, features[:1])
+    queued = enqueue(batcher, pool, [features[1:2]])
+    model.open()
+    assert first.result(WAIT_S)[1].queued is False and queued[0].result(WAIT_S)[1].queued is True
+    lone_caller, worker = threads
+    assert worker is not lone_caller  # the queued request was computed by the worker...
+    assert worker not in at_construction  # ...started by the first use, not by the constructor
+    assert worker.daemon and worker.is_alive()  # a daemon: it never holds a process up at exit
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -12,6 +12,7 @@ import json
 import sys
 
 import pytest
+from helpers import NullBackend
 
 from servinglab import config
 from servinglab.serving.api import build_app
@@ -37,17 +38,6 @@ BOUNDS = [
     "HTTP_LIMIT_REQUEST_FIELDS",
     "HTTP_LIMIT_REQUEST_FIELD_SIZE",
 ]
-
-
-class NullBackend:
-    def predict(self, batch):
-        raise AssertionError("validation should have refused the request")
-
-    def describe(self) -> dict:
-        return {}
-
-    def readiness(self):
-        return True, {}
 
 
 @pytest.fixture

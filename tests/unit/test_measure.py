@@ -1,13 +1,22 @@
-"""The measuring kit on recorded inputs: windows, percentiles, Server-Timing, /metrics, quantities."""
+"""The measuring kit on recorded inputs: windows, percentiles and how sure they are, Server-Timing,
+/metrics, quantities."""
 
 from __future__ import annotations
+
+import random
+from math import comb
 
 import pytest
 
 from benchmarks.measure import loadgen, metrics, servertiming
 from benchmarks.measure.machine import parse_cpus
 from benchmarks.measure.resources import parse_quantity
-from benchmarks.measure.stats import percentile
+from benchmarks.measure.stats import (
+    binomial_cdf,
+    bootstrap_within_probability,
+    percentile,
+    samples_for_quantile,
+)
 
 
 def samples(
@@ -159,3 +168,47 @@ def test_text_that_is_not_prometheus_is_refused():
         metrics.cache_counts(
             "# TYPE lab_cache_hits_total counter\nlab_cache_hits_total{result=hit 7\n"
         )
+
+
+def test_samples_for_a_p99_follow_from_the_rank_tolerance():
+    # z^2 q (1 - q) / tolerance^2 with z = 1.96: half a percentile needs ~15 samples beyond it.
+    assert samples_for_quantile(0.99, 0.005) == 1522
+    assert samples_for_quantile(0.99, 0.01) == 381
+    assert samples_for_quantile(0.5, 0.05) == 385
+    with pytest.raises(ValueError):
+        samples_for_quantile(1.0, 0.01)
+
+
+def test_binomial_cdf_matches_the_sum_of_its_terms():
+    for n, p, k in [(10, 0.3, 2), (50, 0.01, 0), (400, 0.02, 4), (7, 0.5, 7)]:
+        exact = sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+        assert binomial_cdf(k, n, p) == pytest.approx(exact, rel=1e-9)
+    assert binomial_cdf(-1, 5, 0.5) == 0.0 and binomial_cdf(3, 5, 0.0) == 1.0
+
+
+def test_bootstrap_probability_is_what_resampling_finds():
+    # 300 requests, 4 slower than a 50 ms SLO: the p99 (the 297th) is within it, but a resample
+    # often draws a fifth slow one. Compare with drawing the resamples.
+    latencies = sorted([5.0] * 296 + [80.0] * 4)
+    exact = bootstrap_within_probability(latencies, 0, 0.99, 50.0, 0.001, prior_slow=0.0)
+    draw = random.Random(7)
+    hits = 0
+    for _ in range(4000):
+        resample = sorted(draw.choice(latencies) for _ in latencies)
+        hits += percentile(resample, 0.99) <= 50.0
+    assert exact == pytest.approx(hits / 4000, abs=0.03)
+    assert 0.4 < exact < 0.9  # neither sure nor hopeless: a step worth measuring again
+    # Half a pseudo-request of prior tail: slightly less sure than the plain bootstrap.
+    assert bootstrap_within_probability(latencies, 0, 0.99, 50.0, 0.001) < exact
+    assert bootstrap_within_probability([80.0] * 300, 0, 0.99, 50.0, 0.001) == 0.0
+    assert bootstrap_within_probability([], 3, 0.99, 50.0, 0.001) == 0.0
+    # Errors count against their own budget: 3 failures in 303 requests is over 0.1%.
+    assert bootstrap_within_probability([5.0] * 300, 3, 0.99, 50.0, 0.001) < 0.5
+
+
+def test_a_step_too_short_to_have_met_its_tail_is_not_sure_of_it():
+    # 40 fast requests: the plain bootstrap is certain, but the p99 of 40 is their maximum.
+    assert bootstrap_within_probability([5.0] * 40, 0, 0.99, 50.0, 0.001, prior_slow=0.0) == 1.0
+    short = bootstrap_within_probability([5.0] * 40, 0, 0.99, 50.0, 0.001)
+    long = bootstrap_within_probability([5.0] * 3000, 0, 0.99, 50.0, 0.001)
+    assert 0.4 < short < 0.8 and long > 0.999

@@ -14,6 +14,7 @@ import json
 import jsonschema
 import pytest
 import schemathesis
+from helpers import NullBackend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from referencing import Registry
@@ -53,17 +54,6 @@ def refs(node) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in refs(value)]
     return []
-
-
-class NullBackend:
-    def predict(self, batch):
-        raise AssertionError("not called")
-
-    def describe(self) -> dict:
-        return {}
-
-    def readiness(self):
-        return True, {}
 
 
 # --- A valid OpenAPI 3.1 document ---------------------------------------------------------------

@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 from grpc_health.v1 import health_pb2
+from helpers import closed_port
 
 from microservices.gateway.app import create_app as create_gateway
 from microservices.postprocess.server import create_server as postprocess_server
 from monolith.app import create_app as create_monolith
 from servinglab import config
 from servinglab.serving import metrics
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,8 +36,8 @@ def gateway(postprocess):
     port, _ = postprocess
     app = create_gateway(
         {
-            "PREPROCESS_ADDR": f"127.0.0.1:{_closed_port()}",
-            "INFERENCE_ADDR": f"127.0.0.1:{_closed_port()}",
+            "PREPROCESS_ADDR": f"127.0.0.1:{closed_port()}",
+            "INFERENCE_ADDR": f"127.0.0.1:{closed_port()}",
             "POSTPROCESS_ADDR": f"127.0.0.1:{port}",
             "READY_CHECK_TIMEOUT_MS": 1000,
         }
