@@ -240,6 +240,12 @@ def test_make_run_restarts_each_killed_stage_and_the_gateway_recovers_by_itself(
             run.output.wait_for(f"{stage} (pid {victim}) killed by SIGKILL")
             run.output.wait_for(f"{stage} restarted")
             run.poll(lambda: _answers(run, 200), f"answers again after {stage} restarted")
+            # Each gateway worker reconnects on its own backoff: wait until /readyz sees every
+            # stage again, so the next kill's check of the other stages is about that kill alone.
+            run.poll(
+                lambda: requests.get(run.url + "/readyz", timeout=10).status_code == 200,
+                f"/readyz 200 in every worker after {stage} restarted",
+            )
             assert run.pid_of(f"microservices.{stage}") != victim
             assert run.entry_pids() == gateway  # the gateway recovered without a restart of its own
         run.stop()
