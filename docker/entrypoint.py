@@ -25,22 +25,12 @@ HTTP_BIND = "0.0.0.0:8000"
 EX_USAGE = 64
 
 
-def command_for(role: str, extra: list[str], tmpdir: str = "/tmp") -> list[str]:
+def command_for(role: str, extra: list[str]) -> list[str]:
     """The argv that serves `role`; raises ValueError for an unknown role or misplaced options."""
     if role in HTTP_APPS:
-        # gunicorn >= 25 opens a control socket (for `gunicornc`) under $HOME by default; in the
-        # container HOME does not exist and the root filesystem is read-only, so it goes to the
-        # writable temporary directory instead.
-        control_socket = os.path.join(tmpdir, "gunicorn.ctl")
-        return [
-            "gunicorn",
-            "--config",
-            GUNICORN_CONFIG,
-            "--control-socket",
-            control_socket,
-            *extra,
-            HTTP_APPS[role],
-        ]
+        # No control socket: gunicorn_conf.py disables it (it would go under $HOME, which the
+        # container does not have, on a read-only root filesystem).
+        return ["gunicorn", "--config", GUNICORN_CONFIG, *extra, HTTP_APPS[role]]
     if role in STAGE_SERVICES:
         if extra:
             raise ValueError(
@@ -66,7 +56,7 @@ def main(argv: list[str]) -> int:
     role, extra = argv[0], argv[1:]
     environ = container_defaults(role, dict(os.environ))
     try:
-        command = command_for(role, extra, environ.get("TMPDIR", "/tmp"))
+        command = command_for(role, extra)
     except ValueError as error:
         print(f"entrypoint: {error}", file=sys.stderr)
         return EX_USAGE

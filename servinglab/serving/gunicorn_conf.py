@@ -36,6 +36,10 @@ loglevel = "warning"
 # made on first use in each worker, but the modules and, in the monolith, the loaded artifact are
 # shared copy-on-write.
 preload_app = _settings.http_preload
+# gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): every
+# deployment on the machine would share it, and in a container $HOME does not exist. The lab
+# drives gunicorn by signals only.
+control_socket_disable = True
 
 _max_body_bytes = _settings.max_content_length
 _keepalive_requests = _settings.http_keepalive_requests
