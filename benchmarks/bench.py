@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,12 +100,9 @@ class BenchConfig:
         return samples_for_quantile(0.99, tolerance)
 
 
-def parse_config(argv: list[str] | None = None) -> BenchConfig:
-    env = os.environ
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--reps", type=int, default=int(env.get("REPS") or 0))
+def add_budget_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The options every experiment on the bench kit shares: QUICK, the SLO and the CPU and
+    memory budget, each defaulting to its environment variable (`make bench`'s knobs)."""
     parser.add_argument(
         "--quick", action="store_true", default=env.get("QUICK", "") not in ("", "0")
     )
@@ -114,6 +112,15 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument(
         "--sut-memory-gib", type=float, default=float(env.get("SUT_MEMORY_GIB") or 2)
     )
+
+
+def parse_config(argv: list[str] | None = None) -> BenchConfig:
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--reps", type=int, default=int(env.get("REPS") or 0))
+    add_budget_arguments(parser, env)
     parser.add_argument("--step-seconds", type=float, default=float(env.get("STEP_SECONDS") or 0))
     parser.add_argument("--probe-seconds", type=float, default=float(env.get("PROBE_SECONDS") or 0))
     parser.add_argument("--label", default=env.get("LABEL") or "")

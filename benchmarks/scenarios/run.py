@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench import add_budget_arguments
 from benchmarks.measure import runs, targets
 from benchmarks.measure.machine import machine_info, parse_cpus
 from benchmarks.reporting.progress import Progress
@@ -51,15 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"names separated by spaces or commas (env SCENARIOS; default all: "
         f"{' '.join(base.REGISTRY)})",
     )
-    parser.add_argument(
-        "--quick", action="store_true", default=env.get("QUICK", "") not in ("", "0")
-    )
-    parser.add_argument("--slo-ms", type=float, default=float(env.get("SLO_MS") or 50))
-    parser.add_argument("--sut-cpus", default=env.get("SUT_CPUS") or "0")
-    parser.add_argument("--loadgen-cpus", default=env.get("LOADGEN_CPUS") or "1")
-    parser.add_argument(
-        "--sut-memory-gib", type=float, default=float(env.get("SUT_MEMORY_GIB") or 2)
-    )
+    add_budget_arguments(parser, env)
     parser.add_argument(
         "--prices", type=Path, default=Path(env["PRICES"]) if env.get("PRICES") else None
     )
