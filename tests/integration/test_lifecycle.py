@@ -225,26 +225,25 @@ def test_make_run_restarts_each_killed_stage_and_the_gateway_recovers_by_itself(
                 if response is not None:
                     seen["predict"] = response
                     ready = requests.get(run.url + "/readyz", timeout=10)
-                    if ready.status_code == 503 and ready.json()["checks"][stage] != "SERVING":
+                    # Only the killed stage may be down. Each gateway worker reconnects to the
+                    # stage killed before on its own backoff, so a worker that has not yet is
+                    # polled past rather than read as a wrong report.
+                    down = {
+                        n for n, status in ready.json()["checks"].items() if status != "SERVING"
+                    }
+                    if ready.status_code == 503 and down == {stage}:
                         seen["readyz"] = ready.json()
                 return seen["predict"] is not None and seen["readyz"] is not None
 
-            run.poll(degraded, f"503s while {stage} is down")
+            run.poll(degraded, f"503s and /readyz naming only {stage} while it is down")
             assert seen["predict"].headers["Content-Type"].startswith("application/problem+json")
             assert seen["predict"].json()["status"] == 503
-            assert all(
-                status == "SERVING"
-                for name, status in seen["readyz"]["checks"].items()
-                if name != stage
-            )
             run.output.wait_for(f"{stage} (pid {victim}) killed by SIGKILL")
             run.output.wait_for(f"{stage} restarted")
             run.poll(lambda: _answers(run, 200), f"answers again after {stage} restarted")
-            # Each gateway worker reconnects on its own backoff: wait until /readyz sees every
-            # stage again, so the next kill's check of the other stages is about that kill alone.
             run.poll(
                 lambda: requests.get(run.url + "/readyz", timeout=10).status_code == 200,
-                f"/readyz 200 in every worker after {stage} restarted",
+                f"/readyz 200 after {stage} restarted",
             )
             assert run.pid_of(f"microservices.{stage}") != victim
             assert run.entry_pids() == gateway  # the gateway recovered without a restart of its own
