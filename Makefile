@@ -9,6 +9,8 @@ PROFILE ?= linear
 SEED ?= 42
 MODELS ?= models
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test (one per core here); 0 runs the suite in one process.
+TEST_WORKERS ?= 2
 LOCUST_PORT ?= 8089
 # make bench reads these from the environment: ARCHS, REPS, QUICK, SLO_MS, SUT_CPUS, LOADGEN_CPUS,
 # SUT_MEMORY_GIB, PROFILE, STEP_SECONDS, LABEL, PRICES, TARGET=local|docker|kind, IMAGE (benchmarks/bench.py).
@@ -38,8 +40,8 @@ help: ## Show this help
 	  /^## / { printf "  %s\n", substr($$0, 4) }' $(MAKEFILE_LIST)
 
 .PHONY: test
-test: bootstrap ## Run the whole test suite (bootstraps venv, protos and models first)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: bootstrap ## Run the whole test suite on TEST_WORKERS=2 workers (bootstraps venv, protos and models first)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: $(INSTALLED) $(PROTOS_OUT) ## ruff (lint and format check) on the tree, mypy on the packages

@@ -35,6 +35,62 @@ hypothesis_settings.register_profile("dev", max_examples=30)
 hypothesis_settings.register_profile("ci", max_examples=100)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadfile`): each test module is
+# one unit of work, so its module fixtures are set up once, on one worker. Modules that read the
+# same session-scoped benchmark run (tests/integration/conftest.py) form one unit, so that run is
+# made once. Units are handed out slowest first, so neither worker is left alone with a long one at
+# the end; a module missing from SLOWEST_FIRST only costs balance, never correctness.
+# (xdist's own `xdist_group` marks cannot do this: with pytest 9 the test id they rewrite is no
+# longer the one pytest reports, so every marked test ends up a unit of its own.)
+SHARES_A_UNIT_WITH = {"tests/integration/test_notebook.py": "tests/integration/test_bench.py"}
+SLOWEST_FIRST = (
+    "test_bench.py",
+    "test_scenarios.py",
+    "test_chaos_run.py",
+    "test_scenario_ship.py",
+    "test_containers.py",
+    "test_lifecycle.py",
+    "test_reliability.py",
+    "test_scenario_memory.py",
+    "test_worker_spread.py",
+    "test_fuzz.py",
+    "test_cache_integration.py",
+    "test_topologies.py",
+    "test_hop_delay.py",
+    "test_chain_rollout.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work of a test, by its id: its module, or the module it shares a run with."""
+    module = nodeid.split("::", 1)[0]
+    return SHARES_A_UNIT_WITH.get(module, module)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None  # another --dist asked for: xdist's own scheduler
+    from xdist.scheduler import LoadFileScheduling
+
+    class WorkUnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The order units are handed out in (with --no-loadscope-reorder): every worker collects the
+    # same, so every worker sorts the same.
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+
+    def order(indexed: tuple[int, pytest.Item]) -> tuple[int, int]:
+        index, item = indexed
+        module = work_unit(item.nodeid).rsplit("/", 1)[-1]
+        return rank.get(module, len(rank)), index
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=order)]
+
 
 @pytest.fixture(scope="session")
 def models_root() -> Path:
