@@ -14,6 +14,10 @@ Experiment knobs (CACHE, BATCHING, REPLICAS, HOP_DELAY_MS, ...) come from the ta
 bench records their values, what each architecture got, and the cache hit rate it saw.
 
     python -m benchmarks.bench --help
+
+It is the one place where a run is put together (options, the loop over architectures and
+repetitions, Ctrl-C, the results); measuring, the ladder and the report are in their kits, so
+what remains is one cohesive driver.
 """
 
 from __future__ import annotations

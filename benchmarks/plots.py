@@ -3,6 +3,9 @@
 Each chart function takes the results dict and returns a matplotlib Figure in the house style of
 `benchmarks.reporting.charts` (its colours per architecture, sizes and Agg canvas). The report
 saves them as files; the notebook displays them directly.
+
+The charts stay in one module, one short function each, because they share the series helpers and
+the house style, and the notebook imports them together.
 """
 
 from __future__ import annotations

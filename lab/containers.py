@@ -28,6 +28,10 @@ Cleanup: every container and the network carry the label `io.servinglab.run=<id>
 `deploy` block (normally, by an exception, or by Ctrl-C/SIGTERM, which are held back until the
 cleanup is done) stops the containers (SIGTERM, then SIGKILL after the grace period), saves their
 logs, and removes them and the network. `clean` removes anything a killed run left.
+
+One module on purpose: deploying, running and cleaning up share one lifecycle (the run label, the
+network, the signals held back until cleanup is done); split up, the cleanup guarantee would
+span files.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ wheels, and the build installs them with `pip install --no-index`:
 
 Each wheel directory carries a `requirements.txt` of exact pins and a stamp of what produced it:
 an unchanged stamp means no download, so a warm `make image` needs no network at all.
+
+One module on purpose: resolving the pins, downloading and building the project wheel all hang on
+the one stamp that decides whether anything is rebuilt.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ exposes ``SCENARIO``, a `Scenario`: a name, a number, a title, the question it a
 A scenario that can fail on bad input (an untrained profile, a malformed trace) raises
 `ScenarioError` with a one-line message. While it measures it calls `ScenarioContext.checkpoint`
 with what it has so far: on Ctrl-C the runner writes the last checkpoint, marked incomplete.
+
+One module on purpose: it is the whole kit a scenario imports (result types, the context, the
+registry, the row and crossover helpers), so a scenario needs nothing else.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ budget runs through the bench (``REPLICAS=`` for the stages; a replica of a guni
 is its default 2 workers, so N replicas become 2N workers on the one node), and the report gives
 planned against measured capacity. The pure part (`plan`, `cost_curve`, `day_costs`,
 `load_trace`, `profiles_from_results`) is tested on recorded inputs.
+
+One module on purpose: the pure planning arithmetic and the scenario that measures its inputs and
+checks its plans read together; the scenario part starts at its banner.
 """
 
 from __future__ import annotations

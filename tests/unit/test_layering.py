@@ -8,6 +8,7 @@ imported everything.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -67,3 +68,26 @@ def test_no_web_or_rpc_framework_is_imported(modules):
 def test_the_contract_and_the_settings_need_no_scikit_learn():
     loaded = loaded_after_importing("servinglab.contract", "servinglab.config")
     assert "sklearn" not in loaded and "numpy" not in loaded
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level packages that the module at `path` imports, anywhere in it (deferred ones too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", ["servinglab", "monolith", "microservices"])
+def test_nothing_that_serves_imports_the_lab_machinery(package):
+    """`lab` (launcher, supervisor, images) stands above the servers: it may import them, never
+    the reverse, or a stage service would pull in the whole lab."""
+    modules = [path for path in (ROOT / package).rglob("*.py") if "generated" not in path.parts]
+    assert modules
+    offenders = [
+        str(path.relative_to(ROOT)) for path in modules if "lab" in imported_packages(path)
+    ]
+    assert offenders == []
