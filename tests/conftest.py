@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from hypothesis import settings as hypothesis_settings
+from xdist.scheduler import LoadFileScheduling
 
 from lab.launch import launch
 from servinglab.model import data
@@ -43,21 +44,24 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # (xdist's own `xdist_group` marks cannot do this: with pytest 9 the test id they rewrite is no
 # longer the one pytest reports, so every marked test ends up a unit of its own.)
 SHARES_A_UNIT_WITH = {"tests/integration/test_notebook.py": "tests/integration/test_bench.py"}
-SLOWEST_FIRST = (
-    "test_bench.py",
-    "test_scenarios.py",
-    "test_chaos_run.py",
-    "test_scenario_ship.py",
-    "test_containers.py",
-    "test_lifecycle.py",
-    "test_reliability.py",
-    "test_scenario_memory.py",
-    "test_worker_spread.py",
-    "test_fuzz.py",
-    "test_cache_integration.py",
-    "test_topologies.py",
-    "test_hop_delay.py",
-    "test_chain_rollout.py",
+SLOWEST_FIRST = tuple(
+    f"tests/integration/{name}.py"
+    for name in (
+        "test_bench",
+        "test_scenarios",
+        "test_chaos_run",
+        "test_scenario_ship",
+        "test_containers",
+        "test_lifecycle",
+        "test_reliability",
+        "test_scenario_memory",
+        "test_worker_spread",
+        "test_fuzz",
+        "test_cache_integration",
+        "test_topologies",
+        "test_hop_delay",
+        "test_chain_rollout",
+    )
 )
 
 
@@ -67,27 +71,25 @@ def work_unit(nodeid: str) -> str:
     return SHARES_A_UNIT_WITH.get(module, module)
 
 
+class WorkUnitScheduling(LoadFileScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        return work_unit(nodeid)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     if config.getvalue("dist") != "loadfile":
         return None  # another --dist asked for: xdist's own scheduler
-    from xdist.scheduler import LoadFileScheduling
-
-    class WorkUnitScheduling(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return work_unit(nodeid)
-
     return WorkUnitScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The order units are handed out in (with --no-loadscope-reorder): every worker collects the
     # same, so every worker sorts the same.
-    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    rank = {module: position for position, module in enumerate(SLOWEST_FIRST)}
 
     def order(indexed: tuple[int, pytest.Item]) -> tuple[int, int]:
         index, item = indexed
-        module = work_unit(item.nodeid).rsplit("/", 1)[-1]
-        return rank.get(module, len(rank)), index
+        return rank.get(work_unit(item.nodeid), len(rank)), index
 
     items[:] = [item for _, item in sorted(enumerate(items), key=order)]
 
