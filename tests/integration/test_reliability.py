@@ -158,11 +158,18 @@ def test_grpc_stage_sheds_with_503_beyond_its_concurrency_limit(models_root, hel
                 ),
                 what="both shed and served requests",
             )
-        metrics_text = requests.get(deployment.url + "/metrics", timeout=5).text
+        # Each process publishes its counters once a second: poll until the shedding shows.
+        wait_until(
+            lambda: (
+                'lab_shed_requests_total{reason="'
+                in requests.get(deployment.url + "/metrics", timeout=5).text
+            ),
+            "the shed requests in /metrics",
+            timeout_s=30,
+        )
     assert {a.status for a in load.answers} <= {200, 503}
     shed = [a for a in load.answers if a.status == 503]
     assert all(_is_problem(a) and a.body["type"].endswith(":stage-overloaded") for a in shed)
-    assert 'lab_shed_requests_total{reason="' in metrics_text
 
 
 def test_http_worker_sheds_requests_that_queued_too_long(models_root, held_out, tmp_path):
