@@ -356,6 +356,16 @@ def measure_floors(config: BenchConfig) -> dict | None:
     return {"transport": transport.as_dict(), "pipeline": pipeline}
 
 
+def shared_floors(config: BenchConfig, measured: dict[str, dict | None]) -> dict | None:
+    """`measure_floors(config)`, measured once per profile and SUT CPU set into `measured`: the
+    several bench runs of one sweep or scenario share them (seconds each, and they cannot differ
+    within minutes on the same CPUs)."""
+    key = f"{config.profile} on CPUs {config.sut_cpus}"
+    if key not in measured:
+        measured[key] = measure_floors(config)
+    return measured[key]
+
+
 def entry_noop(config: BenchConfig, sut: targets.Target) -> dict | None:
     """The entry point's /healthz on its own gunicorn, from the load generator's CPUs (local)."""
     if config.target != "local":
@@ -427,8 +437,17 @@ def run_info(
     )
 
 
-def run(config: BenchConfig, stop: StopSignals | None = None, link_latest: bool = True) -> Path:
-    """The whole benchmark: every repetition of every architecture, results.json, the report."""
+def run(
+    config: BenchConfig,
+    stop: StopSignals | None = None,
+    link_latest: bool = True,
+    measured_floors: dict | None = None,
+) -> Path:
+    """The whole benchmark: every repetition of every architecture, results.json, the report.
+
+    `measured_floors`: what `measure_floors(config)` returned earlier for the same CPUs and
+    profile (a scenario's several bench runs measure them once); None measures them here.
+    """
     started = datetime.now(UTC)
     clock = time.monotonic()
     where = targets.check(config)
@@ -454,7 +473,7 @@ def run(config: BenchConfig, stop: StopSignals | None = None, link_latest: bool 
     results = {architecture: ArchitectureResult() for architecture in config.archs}
     loadgen.write_records(run_dir / "locust")
     supervisor = Supervisor(log_dir=run_dir / "logs" / "locust", cpus=config.loadgen_cpus)
-    run_floors = measure_floors(config)
+    run_floors = measure_floors(config) if measured_floors is None else measured_floors
     try:
         for repetition in range(config.repetitions):
             for architecture in config.archs:

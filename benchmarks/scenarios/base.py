@@ -274,6 +274,7 @@ class ScenarioContext:
     # Extra `python -m benchmarks.bench` options for every bench run.
     bench_argv: list[str] = field(default_factory=list)
     on_checkpoint: Callable[[ScenarioResult], None] | None = None
+    floors: dict[str, dict | None] = field(default_factory=dict)  # bench.shared_floors
 
     @property
     def vcpus(self) -> int:
@@ -300,7 +301,6 @@ class ScenarioContext:
         sut_cpus: Sequence[int] | None = None,
         profile: str | None = None,
         settings: Mapping[str, Any] | None = None,
-        extra_argv: Sequence[str] = (),
     ) -> Any:
         """The `benchmarks.bench.BenchConfig` of a run with the scenarios' settings, writing under
         ``run_dir/runs/``: for `bench`, or for `benchmarks.measure.targets.open_target` when a
@@ -328,8 +328,7 @@ class ScenarioContext:
             "--label",
             label,
             *(["--prices", str(self.prices)] if self.prices else []),
-            *extra_argv,
-            *self.bench_argv,  # after the scenario's own options: the caller's win
+            *self.bench_argv,
             *(
                 [
                     "--step-seconds",
@@ -367,7 +366,12 @@ class ScenarioContext:
 
         config = self.bench_config(label, archs, **options)
         self.check_stop()
-        run_dir = bench.run(config, self.stop, link_latest=False)
+        run_dir = bench.run(
+            config,
+            self.stop,
+            link_latest=False,
+            measured_floors=bench.shared_floors(config, self.floors),
+        )
         return run_dir, runs.read_json(run_dir / RESULTS_FILE)
 
 

@@ -41,8 +41,11 @@ from lab.supervisor import Supervisor
 PROFILE = "forest"
 BATCH_HISTOGRAM = "lab_batch_requests_bucket"  # requests answered by one model call
 # QUICK starts from three rungs and lets the bisection find the knee: every step costs its length
-# plus ~4 s of Locust start-up, and the whole QUICK `make scenarios` has 6 minutes.
-QUICK_FRACTIONS = (0.4, 0.7, 1.0)
+# plus ~2 s (Locust start-up, one settled /metrics scrape), and the whole QUICK `make scenarios`
+# has 6 minutes. The lowest rung is low enough for microservices to meet the SLO too (the
+# monolith's probe, which sets the rungs, varied 470-750 req/s here), so the CPU per request and
+# the batch sizes have a load to be compared at.
+QUICK_FRACTIONS = (0.25, 0.55, 0.85)
 FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.1)
 
 
@@ -211,24 +214,26 @@ def _sweep(
     folder = context.run_dir / "sweep" / architecture
     folder.mkdir(parents=True, exist_ok=True)
     records = loadgen.write_records(folder)
-    step_seconds = context.step_seconds or (3.0 if context.quick else 6.0)
     supervisor = Supervisor(log_dir=folder / "locust", cpus=context.loadgen_cpus)
     env = knobs_env(config)
     try:
         with targets.open_target(config, architecture, folder / "logs") as sut:
             probe = loadgen.probe(
-                supervisor, sut.url, context.step_seconds or (3.0 if context.quick else 5.0),
-                folder / "probe", records,
+                supervisor, sut.url, config.probe_seconds, folder / "probe", records,
                 context.stop, env,
             )  # fmt: skip
             start = (
                 list(rates) if rates else common_rates([probe.closed_loop_rps], _fractions(context))
             )
+            # One settled scrape per step (settling takes over a second): nothing but a step
+            # moves the histogram, so each step's "before" is the scrape that ended the one
+            # before it (or the probe).
+            scraped = [batch_buckets(metrics.scrape(sut.url))]
 
             def measure(rung: ladder.Rung) -> StepResult:
                 rate = rung.target_rps
                 users = max(bench.MIN_USERS, math.ceil(rate / bench.USER_RPS))
-                before = batch_buckets(metrics.scrape(sut.url))
+                before = scraped[-1]
                 with interference.StepWatch(
                     context.sut_cpus, context.loadgen_cpus, interference.local_sut_pids(sut.sampler)
                 ) as watch:
@@ -238,7 +243,10 @@ def _sweep(
                         sut.url,
                         users,
                         rate / users,
-                        step_seconds,
+                        # The bench's rule: long enough for the samples its p99 needs.
+                        ladder.step_seconds(
+                            rate, config.step_samples, config.step_seconds, config.max_step_seconds
+                        ),
                         folder / f"s{rung.index}",
                         records,
                         context.stop,
@@ -256,7 +264,8 @@ def _sweep(
                     rung.index,
                     f"{architecture}/s{rung.index}",
                 )
-                histogram = histogram_between(before, batch_buckets(metrics.scrape(sut.url)))
+                scraped.append(batch_buckets(metrics.scrape(sut.url)))
+                histogram = histogram_between(before, scraped[-1])
                 disturbed = watch.result is not None and watch.result.disturbed
                 steps.append(
                     {

@@ -345,11 +345,8 @@ def run(context: base.ScenarioContext) -> base.ScenarioResult:
         budget=f"{context.vcpus} vCPU measured here; plans priced at "
         f"{prices['vcpu_hour_usd']} USD/vCPU-h, {prices['gib_hour_usd']} USD/GiB-h",
     )
-    short = ["--step-seconds", "3", "--probe-seconds", "3"] if context.quick else []
     context.progress(f"measuring both architectures with PROFILE={PROFILE} (the inputs)")
-    measured_dir, measured = context.bench(
-        "planner-inputs", base.ARCHITECTURES, profile=PROFILE, extra_argv=short
-    )
+    measured_dir, measured = context.bench("planner-inputs", base.ARCHITECTURES, profile=PROFILE)
     result.raw["inputs_run"] = str(measured_dir.relative_to(context.run_dir))
     bench_steps = list(base.bench_steps(measured))
     memory = _memory_by_role(context)
@@ -477,7 +474,6 @@ def run(context: base.ScenarioContext) -> base.ScenarioResult:
             profile=PROFILE,
             knobs=knobs,
             settings=settings,
-            extra_argv=short,
         )
         arch = checked["architectures"][name]
         bench_steps += base.bench_steps(checked)

@@ -51,7 +51,7 @@ PROBE_INTERVAL_S = 0.1
 RATE = 20.0  # req/s, paced: below both architectures' capacity with the knn model on one core
 USERS = 4
 # Seconds of steady load before the change (the baseline), and twice that after it.
-QUICK_PHASE_S = 8.0
+QUICK_PHASE_S = 6.0
 PHASE_S = 10.0
 SETTINGS_FILE = "settings.env"
 

@@ -144,6 +144,7 @@ def _run_values(
 ) -> None:
     """One bench run per value; sweep.json and its report are rewritten after each."""
     first_run: Mapping[str, Any] | None = None
+    floors: dict[str, dict | None] = {}  # bench.shared_floors
     clock = time.monotonic()
     for index, (label, value, config) in enumerate(zip(labels, parsed, configs, strict=True)):
         elapsed = time.monotonic() - clock
@@ -151,7 +152,9 @@ def _run_values(
         eta = f", about {left:.0f} min left" if index else ""
         progress(f"value {index + 1}/{len(labels)}: {knob.variable}={label}{eta}")
         config.out = sweep_dir / "runs"
-        run_dir = bench.run(config, stop, link_latest=False)
+        run_dir = bench.run(
+            config, stop, link_latest=False, measured_floors=bench.shared_floors(config, floors)
+        )
         results = runs.read_json(run_dir / RESULTS_FILE)
         first_run = first_run or results["run"]
         x = float(value) if numeric else float(index)

@@ -18,7 +18,6 @@ from flask import Flask
 
 from microservices.gateway.chained import ChainedBackend
 from microservices.gateway.orchestrated import OrchestratedBackend
-from microservices.gateway.split import LocalStages, SplitBackend
 from servinglab import config as lab_config
 from servinglab.config import Settings
 from servinglab.contract import STAGES, Backend
@@ -27,6 +26,10 @@ from servinglab.serving.cache import cache_mode, with_cache
 
 
 def _split(settings: Settings) -> Callable[[], Backend]:
+    # Imported here: the split gateway alone loads a model artifact (skops, scikit-learn: over a
+    # second of start-up that the other modes' gateways need not pay).
+    from microservices.gateway.split import LocalStages, SplitBackend
+
     # The in-process stages load the artifact now, before gunicorn forks; channels after the fork.
     local = LocalStages(settings)
     return lambda: SplitBackend(settings, local)
