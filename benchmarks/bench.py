@@ -363,6 +363,8 @@ def shared_floors(config: BenchConfig, measured: dict[str, dict | None]) -> dict
     key = f"{config.profile} on CPUs {config.sut_cpus}"
     if key not in measured:
         measured[key] = measure_floors(config)
+    elif measured[key] is not None:
+        progress(f"floors: {key}, as an earlier run of this sweep or scenario measured them")
     return measured[key]
 
 
@@ -441,12 +443,12 @@ def run(
     config: BenchConfig,
     stop: StopSignals | None = None,
     link_latest: bool = True,
-    measured_floors: dict | None = None,
+    floors_cache: dict[str, dict | None] | None = None,
 ) -> Path:
     """The whole benchmark: every repetition of every architecture, results.json, the report.
 
-    `measured_floors`: what `measure_floors(config)` returned earlier for the same CPUs and
-    profile (a scenario's several bench runs measure them once); None measures them here.
+    `floors_cache`: floors kept across the several runs of one sweep or scenario (`shared_floors`);
+    None measures them for this run alone.
     """
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -473,7 +475,9 @@ def run(
     results = {architecture: ArchitectureResult() for architecture in config.archs}
     loadgen.write_records(run_dir / "locust")
     supervisor = Supervisor(log_dir=run_dir / "logs" / "locust", cpus=config.loadgen_cpus)
-    run_floors = measure_floors(config) if measured_floors is None else measured_floors
+    run_floors = (
+        measure_floors(config) if floors_cache is None else shared_floors(config, floors_cache)
+    )
     try:
         for repetition in range(config.repetitions):
             for architecture in config.archs:

@@ -366,12 +366,7 @@ class ScenarioContext:
 
         config = self.bench_config(label, archs, **options)
         self.check_stop()
-        run_dir = bench.run(
-            config,
-            self.stop,
-            link_latest=False,
-            measured_floors=bench.shared_floors(config, self.floors),
-        )
+        run_dir = bench.run(config, self.stop, link_latest=False, floors_cache=self.floors)
         return run_dir, runs.read_json(run_dir / RESULTS_FILE)
 
 

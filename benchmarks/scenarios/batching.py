@@ -546,6 +546,6 @@ SCENARIO = base.Scenario(
     "does one inference service batching for every gateway worker beat monolith workers that "
     "each batch only their own requests, in capacity or cost, at the same budget? From what load?",
     run=run,
-    estimate_s=(110.0, 420.0),
+    estimate_s=(85.0, 270.0),
     check=check,
 )

@@ -334,6 +334,6 @@ SCENARIO = base.Scenario(
     "gunicorn workers grow, when do their copies cost more than one inference service holding "
     "the model once? And what changes if gunicorn loads the model before forking (--preload)?",
     run=run,
-    estimate_s=(150.0, 420.0),
+    estimate_s=(30.0, 100.0),
     check=check,
 )

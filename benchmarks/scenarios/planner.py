@@ -574,6 +574,6 @@ SCENARIO = base.Scenario(
     "billed for what it requests, is it cheaper to scale whole monolith copies or only the "
     "inference service? Does the answer change with the rate, or over a day with two peaks?",
     run=run,
-    estimate_s=(110.0, 300.0),
+    estimate_s=(160.0, 600.0),
     check=check,
 )

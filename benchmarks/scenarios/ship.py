@@ -446,6 +446,6 @@ SCENARIO = base.Scenario(
     "in failures and latency, when only the postprocess service rolls versus every monolith "
     "worker reloading the model?",
     run=run,
-    estimate_s=(120.0, 200.0),
+    estimate_s=(55.0, 80.0),
     check=check,
 )

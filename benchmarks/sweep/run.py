@@ -152,9 +152,7 @@ def _run_values(
         eta = f", about {left:.0f} min left" if index else ""
         progress(f"value {index + 1}/{len(labels)}: {knob.variable}={label}{eta}")
         config.out = sweep_dir / "runs"
-        run_dir = bench.run(
-            config, stop, link_latest=False, measured_floors=bench.shared_floors(config, floors)
-        )
+        run_dir = bench.run(config, stop, link_latest=False, floors_cache=floors)
         results = runs.read_json(run_dir / RESULTS_FILE)
         first_run = first_run or results["run"]
         x = float(value) if numeric else float(index)
