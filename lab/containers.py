@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.architectures import ARCHITECTURES, HTTP_APPS, TOPOLOGIES
+from servinglab import config
 from servinglab.config import DEFAULT_GRPC_PORTS
 
 LABEL_RUN = "io.servinglab.run"
@@ -206,13 +207,31 @@ def _status(container) -> tuple[str, int | None]:
 
 
 def _wait_ready(
-    deployment: ContainerDeployment, timeout_s: float, progress: Callable[[str], None]
+    deployment: ContainerDeployment,
+    timeout_s: float,
+    progress: Callable[[str], None],
+    settle_s: float,
 ) -> None:
+    """Poll /readyz until it has answered 200 for `settle_s` in a row.
+
+    One 200 comes from one gateway worker. Another worker that asked while a stage was still
+    starting holds its channel in reconnect backoff (capped at GRPC_RECONNECT_MAX_BACKOFF_MS) and
+    answers 503 until the backoff ends; the stages are up from the first 200 on, so once 200s
+    have lasted longer than that cap every worker has reconnected.
+    """
     from lab.supervisor import http_ready
 
     ready = http_ready(deployment.url + "/readyz", timeout_s=1.0)
     deadline = time.monotonic() + timeout_s
-    while not ready():
+    ready_since: float | None = None
+    while True:
+        if ready():
+            if ready_since is None:
+                ready_since = time.monotonic()
+            if time.monotonic() - ready_since >= settle_s:
+                return
+        else:
+            ready_since = None
         for role in deployment.roles:
             status, code = _status(role.container)
             if status not in ("running", "created"):
@@ -454,7 +473,10 @@ def deploy(
         entry.reload()
         host_port = int(entry.ports[f"{HTTP_PORT}/tcp"][0]["HostPort"])
         deployment.port, deployment.url = host_port, f"http://127.0.0.1:{host_port}"
-        _wait_ready(deployment, ready_timeout_s, progress)
+        # The containers see only `settings`, not this shell's LAB_* variables.
+        backoff_ms = config.load({}, settings).grpc_reconnect_max_backoff_ms
+        settle_s = 1.5 * backoff_ms / 1e3 if topology.services else 0.0
+        _wait_ready(deployment, ready_timeout_s, progress, settle_s)
         yield deployment
     finally:
         with _signals_held():
