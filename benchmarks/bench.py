@@ -475,9 +475,7 @@ def run(
     results = {architecture: ArchitectureResult() for architecture in config.archs}
     loadgen.write_records(run_dir / "locust")
     supervisor = Supervisor(log_dir=run_dir / "logs" / "locust", cpus=config.loadgen_cpus)
-    run_floors = (
-        measure_floors(config) if floors_cache is None else shared_floors(config, floors_cache)
-    )
+    run_floors = shared_floors(config, {} if floors_cache is None else floors_cache)
     try:
         for repetition in range(config.repetitions):
             for architecture in config.archs:

@@ -473,8 +473,8 @@ def deploy(
         entry.reload()
         host_port = int(entry.ports[f"{HTTP_PORT}/tcp"][0]["HostPort"])
         deployment.port, deployment.url = host_port, f"http://127.0.0.1:{host_port}"
-        # The containers see only `settings`, not this shell's LAB_* variables.
-        backoff_ms = config.load({}, settings).grpc_reconnect_max_backoff_ms
+        # What the containers were given (`env`), not this shell's LAB_* variables.
+        backoff_ms = config.load(env).grpc_reconnect_max_backoff_ms
         settle_s = 1.5 * backoff_ms / 1e3 if topology.services else 0.0
         _wait_ready(deployment, ready_timeout_s, progress, settle_s)
         yield deployment

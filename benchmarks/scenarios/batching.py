@@ -228,12 +228,13 @@ def _sweep(
             # One settled scrape per step (settling takes over a second): nothing but a step
             # moves the histogram, so each step's "before" is the scrape that ended the one
             # before it (or the probe).
-            scraped = [batch_buckets(metrics.scrape(sut.url))]
+            latest = batch_buckets(metrics.scrape(sut.url))
 
             def measure(rung: ladder.Rung) -> StepResult:
+                nonlocal latest
                 rate = rung.target_rps
                 users = max(bench.MIN_USERS, math.ceil(rate / bench.USER_RPS))
-                before = scraped[-1]
+                before = latest
                 with interference.StepWatch(
                     context.sut_cpus, context.loadgen_cpus, interference.local_sut_pids(sut.sampler)
                 ) as watch:
@@ -264,8 +265,8 @@ def _sweep(
                     rung.index,
                     f"{architecture}/s{rung.index}",
                 )
-                scraped.append(batch_buckets(metrics.scrape(sut.url)))
-                histogram = histogram_between(before, scraped[-1])
+                latest = batch_buckets(metrics.scrape(sut.url))
+                histogram = histogram_between(before, latest)
                 disturbed = watch.result is not None and watch.result.disturbed
                 steps.append(
                     {
