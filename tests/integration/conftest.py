@@ -23,7 +23,7 @@ from lab.architectures import ARCHITECTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 # As short as a real run gets: one repetition of the QUICK ladder, 2 s steps and a 2 s probe.
-SHORT = ["--quick", "--reps", "1", "--step-seconds", "2", "--probe-seconds", "2"]
+SHORT = ["--quick", "--reps", "1", "--step-seconds", "1", "--probe-seconds", "1"]
 
 
 @dataclass(frozen=True)

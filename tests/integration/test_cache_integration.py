@@ -39,17 +39,21 @@ pytestmark = pytest.mark.integration
 # would take the CPU the servers need to publish the very numbers it waits for.
 METRICS_POLL_S = 0.2
 
+# What these tests check is what the cache does, not how fast Redis answers: at the default 20 ms
+# a machine busy with other tests lets an ordinary lookup time out ("hit 0/1 unavailable").
+REDIS = {"CACHE": "redis", "CACHE_TIMEOUT_MS": 2000}
+
 # name -> (architecture, settings, where the cache sits)
 CONFIGS = {
     # One worker: a per-process cache is then deterministic (every repeat reaches the same LRU).
     "monolith-local": ("monolith", {"CACHE": "local", "HTTP_WORKERS": 1}, "monolith"),
     # Two workers sharing one Redis: a repeat hits whichever worker answers it.
-    "monolith-redis": ("monolith", {"CACHE": "redis", "HTTP_WORKERS": 2}, "monolith"),
+    "monolith-redis": ("monolith", {**REDIS, "HTTP_WORKERS": 2}, "monolith"),
     "microservices-local": ("microservices", {"CACHE": "local", "HTTP_WORKERS": 1}, "gateway"),
-    "microservices-redis": ("microservices", {"CACHE": "redis", "HTTP_WORKERS": 2}, "gateway"),
+    "microservices-redis": ("microservices", {**REDIS, "HTTP_WORKERS": 2}, "gateway"),
     "microservices-inference-redis": (
         "microservices",
-        {"CACHE": "redis", "CACHE_PLACEMENT": "inference", "HTTP_WORKERS": 2},
+        {**REDIS, "CACHE_PLACEMENT": "inference", "HTTP_WORKERS": 2},
         "inference",
     ),
 }
@@ -102,7 +106,7 @@ def test_redis_round_trip_through_the_supervised_server(tmp_path):
         assert raw.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
         assert raw.config_get("save") == {"save": ""}
         settings = lab_config.load(
-            environ={}, overrides={"CACHE": "redis", "CACHE_URL": url, "CACHE_TTL_S": 30}
+            environ={}, overrides={**REDIS, "CACHE_URL": url, "CACHE_TTL_S": 30}
         )
         store = make_store(settings, "round-trip")
         value = {"species": "Gentoo", "probabilities": {"Adelie": 0.1 + 0.2, "Gentoo": 1e-300}}
@@ -188,7 +192,7 @@ def test_a_shared_redis_never_serves_one_version_to_another(two_versions, tmp_pa
     with Supervisor(log_dir=tmp_path / "redis-logs") as supervisor:
         spec, url = redis_server(tmp_path, max_memory_mb=8)
         supervisor.wait_ready([supervisor.start(spec)], timeout_s=30)
-        settings = {"MODEL_DIR": root, "CACHE": "redis", "CACHE_URL": url, "HTTP_WORKERS": 1}
+        settings = {"MODEL_DIR": root, **REDIS, "CACHE_URL": url, "HTTP_WORKERS": 1}
         try:
             for version in (old, new):
                 set_current(root / "linear", version)
@@ -234,7 +238,7 @@ def test_a_rollout_behind_a_caching_gateway_is_seen_though_every_request_hits(
     refresh_ms = 300
     settings = {
         "MODEL_DIR": root,
-        "CACHE": "redis",
+        **REDIS,
         # One worker: its answers come in order, so "never back to the old version" is visible.
         "HTTP_WORKERS": 1,
         "CACHE_VERSION_REFRESH_MS": refresh_ms,
@@ -330,7 +334,7 @@ def test_a_dead_redis_costs_the_cache_not_the_service(
     architecture, models_root, tmp_path, http, held_out, pipeline
 ):
     placement = "monolith" if architecture == "monolith" else "gateway"
-    settings = {"MODEL_DIR": models_root, "CACHE": "redis", "HTTP_WORKERS": 2}
+    settings = {"MODEL_DIR": models_root, **REDIS, "HTTP_WORKERS": 2}
     with launch(architecture, settings=settings, log_dir=tmp_path / "logs") as deployment:
         bird = held_out[0]
         predict(http, deployment.url, [bird])

@@ -277,8 +277,8 @@ def test_a_port_already_taken_is_one_line_and_starts_nothing(image, nothing_left
 SHORT_BENCH = {
     "TARGET": "docker",
     "QUICK": "1",
-    "STEP_SECONDS": "2",
-    "PROBE_SECONDS": "2",
+    "STEP_SECONDS": "1",
+    "PROBE_SECONDS": "1",
     "REPS": "1",
     "ARCHS": "monolith microservices",
 }

@@ -48,7 +48,7 @@ def _marked(marker: str) -> list[psutil.Process]:
 
 def _run(tmp_path: Path, name: str) -> dict:
     marker = uuid.uuid4().hex
-    process = _scenarios(tmp_path, marker, "--scenarios", name, "--step-seconds", "1.5")
+    process = _scenarios(tmp_path, marker, "--scenarios", name, "--step-seconds", "1")
     output, _ = process.communicate(timeout=1200)
     assert process.returncode == 0, output
     assert _marked(marker) == []
@@ -105,7 +105,7 @@ def test_batching_sweeps_both_sides_and_reads_the_batch_histograms(tmp_path):
 
 def test_ctrl_c_keeps_what_was_measured_and_leaves_no_process(tmp_path, watch_output):
     marker = uuid.uuid4().hex
-    process = _scenarios(tmp_path, marker, "--scenarios", "batching", "--step-seconds", "1.5")
+    process = _scenarios(tmp_path, marker, "--scenarios", "batching", "--step-seconds", "1")
     try:
         watch_output(process).wait_for("monolith step 1/", timeout_s=600)
         started = _marked(marker)
