@@ -22,7 +22,7 @@ from benchmarks import knobs
 from lab.architectures import ARCHITECTURES
 
 ROOT = Path(__file__).resolve().parents[2]
-# As short as a real run gets: one repetition of the QUICK ladder, 2 s steps and a 2 s probe.
+# As short as a real run gets: one repetition of the QUICK ladder, 1 s steps and a 1 s probe.
 SHORT = ["--quick", "--reps", "1", "--step-seconds", "1", "--probe-seconds", "1"]
 
 
