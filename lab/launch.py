@@ -259,16 +259,38 @@ def _start_services(
     replicas: Mapping[str, int],
     ready_timeout_s: float,
 ) -> dict[str, list[Replica]]:
+    """Start every service's replicas, each as soon as the addresses it needs are known.
+
+    A stage spends its first ~2 s importing scikit-learn, so stages that need nothing from each
+    other (all of them, when the gateway orchestrates) start together; a chained stage waits
+    only for the stage it calls, whose port it must be given.
+    """
     started: dict[str, list[Replica]] = {}
+    pending: dict[str, list[tuple[ProcessSpec, Path, ManagedProcess]]] = {}
+
+    def wait_for_pending() -> None:
+        supervisor.wait_ready(
+            [process for batch in pending.values() for _, _, process in batch], ready_timeout_s
+        )
+        for service, batch in pending.items():
+            started[service] = [
+                Replica(service, index, int(port_file.read_text()), process, spec, port_file, host)
+                for index, (spec, port_file, process) in enumerate(batch)
+            ]
+        pending.clear()
+
     for service in topology.services:
         count = int(replicas.get(service, 1))
         if count < 1:
             raise ValueError(f"{service} needs at least one replica, not {count}")
+        upstreams = topology.service_upstreams.get(service, {})
+        if any(other in pending for other in upstreams.values()):
+            wait_for_pending()
         upstream_env = {
             f"LAB_{setting}": ",".join(r.address for r in started[other])
-            for setting, other in topology.service_upstreams.get(service, {}).items()
+            for setting, other in upstreams.items()
         }
-        batch = []
+        batch = pending[service] = []
         for index in range(count):
             name = service if count == 1 else f"{service}-{index}"
             port_file = run_dir / f"{name}.port"
@@ -283,11 +305,7 @@ def _start_services(
                 name, python_module(stage_module(service)), env, ready=file_ready(port_file)
             )
             batch.append((spec, port_file, supervisor.start(spec)))
-        supervisor.wait_ready([process for _, _, process in batch], ready_timeout_s)
-        started[service] = [
-            Replica(service, index, int(port_file.read_text()), process, spec, port_file, host)
-            for index, (spec, port_file, process) in enumerate(batch)
-        ]
+    wait_for_pending()
     return started
 
 

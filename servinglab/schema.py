@@ -47,6 +47,9 @@ CATEGORICAL_FIELDS: tuple[CategoricalField, ...] = (
 NUMERIC_NAMES: tuple[str, ...] = tuple(f.name for f in NUMERIC_FIELDS)
 CATEGORICAL_NAMES: tuple[str, ...] = tuple(f.name for f in CATEGORICAL_FIELDS)
 FIELD_NAMES: frozenset[str] = frozenset(NUMERIC_NAMES + CATEGORICAL_NAMES)
+# A missing category becomes a category of its own: the model can learn that "sex not recorded"
+# carries information, and the same value can never collide with a real category name.
+MISSING_CATEGORY = "unknown"
 
 
 def input_schema() -> dict:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import skops.io
-
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 CURRENT_FILE = "CURRENT"
@@ -65,6 +63,8 @@ def resolve_model_dir(
 
 def save_artifact(estimator: Any, metadata: dict, profile_dir: Path) -> Path:
     """Write a new version directory and point CURRENT at it only once it is complete."""
+    import skops.io
+
     version_dir = profile_dir / metadata["version"]
     version_dir.mkdir(parents=True, exist_ok=True)
     model_path = version_dir / MODEL_FILE
@@ -87,6 +87,11 @@ def read_metadata(version_dir: Path) -> dict:
 def load_artifact(
     location: str | os.PathLike | None = None, profile: str | None = None
 ) -> Artifact:
+    # Imported here, not at the top: skops imports the whole of scikit-learn (1.3 s of CPU), and
+    # the processes that import this module only for its paths and metadata (the postprocess
+    # stage, the gateways, the launcher) never load a model.
+    import skops.io
+
     version_dir = resolve_model_dir(location, profile)
     metadata = read_metadata(version_dir)
     model_path = version_dir / metadata.get("model_file", MODEL_FILE)

@@ -15,11 +15,12 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from servinglab.schema import CATEGORICAL_FIELDS, CATEGORICAL_NAMES, NUMERIC_NAMES
-
-# A missing category becomes a category of its own: the model can learn that "sex not recorded"
-# carries information, and the same value can never collide with a real category name.
-MISSING_CATEGORY = "unknown"
+from servinglab.schema import (
+    CATEGORICAL_FIELDS,
+    CATEGORICAL_NAMES,
+    MISSING_CATEGORY,
+    NUMERIC_NAMES,
+)
 
 # Profiles differ in inference cost by orders of magnitude, which is the point: students switch
 # profiles to see where the per-request work shifts the monolith-vs-microservices balance.

@@ -12,13 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 
 from servinglab.model.artifact import Artifact, load_artifact
-from servinglab.model.estimators import MISSING_CATEGORY
-from servinglab.schema import CATEGORICAL_FIELDS, CLASSES, NUMERIC_NAMES
+from servinglab.schema import CATEGORICAL_FIELDS, CLASSES, MISSING_CATEGORY, NUMERIC_NAMES
 from servinglab.validation import RawBatch
 
 DEFAULT_CONFIDENCE_THRESHOLD = 0.6
@@ -99,7 +95,15 @@ class Classifier:
     """Feature matrix -> class probabilities; a numpy fast path for the linear profile."""
 
     def __init__(self, estimator: Any):
+        # scikit-learn is imported where a classifier is made, not with the module: the
+        # postprocess stage imports this module for its Postprocessor and needs no estimator.
+        # Once an artifact is loaded, sklearn is in sys.modules and these imports cost nothing.
+        import sklearn
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+
         self.estimator = estimator
+        self.config_context = sklearn.config_context
         self.n_features = estimator.n_features_in_
         if isinstance(estimator, LogisticRegression) and len(estimator.classes_) > 2:
             # One contiguous row of weights per class: each score is then a dot product of two
@@ -139,7 +143,7 @@ class Classifier:
         return total
 
     def _library_predict(self, features: np.ndarray) -> np.ndarray:
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        with self.config_context(assume_finite=True, skip_parameter_validation=True):
             return self.estimator.predict_proba(features)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
