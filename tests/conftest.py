@@ -7,6 +7,7 @@ own deployment instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 import queue
 import shutil
@@ -35,6 +36,11 @@ MODELS = ROOT / "models"
 hypothesis_settings.register_profile("dev", max_examples=30)
 hypothesis_settings.register_profile("ci", max_examples=100)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Before any test module imports grpc (they do, to call the stages): the microservices package
+# switches gRPC's fork handlers off, which the suite's every subprocess.Popen needs (see its
+# docstring).
+importlib.import_module("microservices")
 
 # `make test` runs the suite on two pytest-xdist workers (`--dist loadfile`): each test module is
 # one unit of work, so its module fixtures are set up once, on one worker. Modules that read the

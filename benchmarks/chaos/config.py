@@ -49,6 +49,7 @@ class ChaosConfig:
     burst_factor: float = 3.0
     burst_seconds: float = 4.0
     cache_rate: float = 0.9
+    probe_seconds: float = PROBE_SECONDS
 
     @property
     def window_s(self) -> int:
@@ -91,6 +92,12 @@ def parse_config(argv: list[str] | None = None) -> ChaosConfig:
     )
     parser.add_argument("--burst-seconds", type=float, default=float(env.get("BURST_SECONDS") or 4))
     parser.add_argument(
+        "--probe-seconds",
+        type=float,
+        default=float(env.get("PROBE_SECONDS") or PROBE_SECONDS),
+        help="the closed-loop probe whose throughput the burst multiplies (also a warm-up)",
+    )
+    parser.add_argument(
         "--cache-rate",
         type=float,
         default=float(env.get("CACHE_RATE") or 0.9),
@@ -109,12 +116,13 @@ def parse_config(argv: list[str] | None = None) -> ChaosConfig:
             args.slo_ms,
             args.burst_factor,
             args.burst_seconds,
+            args.probe_seconds,
         )
         <= 0
     ):
         parser.error(
-            "--rate, --users, --phase-seconds, --slo-ms, --burst-factor and "
-            "--burst-seconds must be positive"
+            "--rate, --users, --phase-seconds, --slo-ms, --burst-factor, --burst-seconds and "
+            "--probe-seconds must be positive"
         )
     if not 0 < args.cache_rate <= 1:
         parser.error("--cache-rate must be within (0, 1]")
@@ -132,4 +140,5 @@ def parse_config(argv: list[str] | None = None) -> ChaosConfig:
         args.burst_factor,
         args.burst_seconds,
         args.cache_rate,
+        args.probe_seconds,
     )

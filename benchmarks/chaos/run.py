@@ -11,7 +11,6 @@ from typing import Any
 from benchmarks import slo_damage
 from benchmarks.chaos.config import (
     CHAOS_FILE,
-    PROBE_SECONDS,
     REQUEST_BUDGET_MS,
     ROLLOUT_SEED,
     ChaosConfig,
@@ -83,7 +82,7 @@ def run_architecture(
         capacity = loadgen.probe(
             supervisor,
             deployment.url,
-            PROBE_SECONDS,
+            config.probe_seconds,
             run_dir / "locust" / f"{architecture}-probe",
             run_dir / loadgen.RECORDS_FILE,
             stop,
@@ -174,6 +173,7 @@ def run(config: ChaosConfig, stop: StopSignals) -> Path:
             "burst_factor": config.burst_factor,
             "burst_seconds": config.burst_seconds,
             "cache_rate": config.cache_rate,
+            "probe_seconds": config.probe_seconds,
         },
         "versions": {"from": v1, "to": v2},
         "architectures": {},

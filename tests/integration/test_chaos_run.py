@@ -25,7 +25,7 @@ from benchmarks.chaos import CACHE_EVENTS, MAIN_EVENTS
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-RATE, USERS, PHASE_SECONDS = 20, 4, 2
+RATE, USERS, PHASE_SECONDS, PROBE_SECONDS = 20, 4, 2, 2
 DAMAGE_KEYS = {
     "failed",
     "failed_by_status",
@@ -61,6 +61,7 @@ SETTINGS_KEYS = {
     "burst_factor",
     "burst_seconds",
     "cache_rate",
+    "probe_seconds",
 }
 TIMELINE_KEYS = {"second", "ok", "errors", "slow", "p99_ms", "p99_1s_ms", "above_slo", "good"}
 
@@ -97,8 +98,17 @@ def _chaos(out: Path, *args: str) -> subprocess.Popen:
 def chaos_run(tmp_path_factory) -> Path:
     """One short `make chaos` of both architectures; its run folder."""
     out = tmp_path_factory.mktemp("chaos")
-    # A 2 s burst (the default is 4) still offers 3 x capacity; it only leaves less to drain.
-    process = _chaos(out, "--phase-seconds", str(PHASE_SECONDS), "--burst-seconds", "2")
+    # A 2 s burst (the default is 4) still offers 3 x capacity; it only leaves less to drain. A 2 s
+    # probe (the default is 5) scatters more, which only moves what the burst offers.
+    process = _chaos(
+        out,
+        "--phase-seconds",
+        str(PHASE_SECONDS),
+        "--burst-seconds",
+        "2",
+        "--probe-seconds",
+        str(PROBE_SECONDS),
+    )
     try:
         output, _ = process.communicate(timeout=900)
     finally:
@@ -151,11 +161,12 @@ def test_chaos_json_holds_every_event_with_its_damage(chaos_run):
     assert document["kind"] == "chaos"
     settings = document["settings"]
     assert set(settings) == SETTINGS_KEYS
-    assert (settings["rate"], settings["users"], settings["phase_seconds"]) == (
-        RATE,
-        USERS,
-        PHASE_SECONDS,
-    )
+    assert (
+        settings["rate"],
+        settings["users"],
+        settings["phase_seconds"],
+        settings["probe_seconds"],
+    ) == (RATE, USERS, PHASE_SECONDS, PROBE_SECONDS)
     # At least 100 samples per p99 at 20 req/s: a 5 s trailing window.
     assert settings["window_s"] == 5 and settings["sustained_s"] == 3 and settings["slo_ms"] == 50
     assert list(document["architectures"]) == ["monolith", "microservices"]
