@@ -8,8 +8,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
-import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
@@ -23,6 +21,7 @@ from microservices.channels import message_size_options, server_credentials
 from microservices.generated.servinglab.v1 import pipeline_pb2
 from servinglab import config as lab_config
 from servinglab.config import Settings
+from servinglab.serving.shutdown import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -118,20 +117,12 @@ def serve(
     # a full garbage collection no longer walks it, which cost a request ~100 ms every so often
     # (see servinglab/serving/gunicorn_conf.py).
     gc.freeze()
+    stop = StopSignal()
     server.start()
     if settings.port_file:
         _write_port_file(settings.port_file, port)
     log.info("serving %s on port %d (pid %d)", stage, port, os.getpid())
-
-    stopping = threading.Event()
-
-    def request_stop(signum, _frame):
-        log.info("received %s, draining", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    stopping.wait()
+    log.info("received %s, draining", stop.wait())
     # Tell health checkers first so load balancers stop sending, then drain.
     health_servicer.enter_graceful_shutdown()
     server.stop(settings.grpc_grace_s).wait()

@@ -23,10 +23,8 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
@@ -40,6 +38,7 @@ import psutil
 from benchmarks.measure import httpload
 from benchmarks.measure.stats import percentile
 from lab.supervisor import ProcessSpec, Supervisor, file_ready, python_module
+from servinglab.serving.shutdown import StopSignal
 
 ECHO_METHOD = "/servinglab.floor.Echo/Echo"
 CPU_METHOD = "/servinglab.floor.Echo/Cpu"  # the server's own process CPU-seconds, as text
@@ -120,12 +119,11 @@ def _serve(port_file: Path, threads: int) -> None:
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), handlers=[handler])
     port = server.add_insecure_port("127.0.0.1:0")
+    stop = StopSignal()
     server.start()
     temporary = port_file.with_suffix(".tmp")
     temporary.write_text(f"{port}\n")
     temporary.replace(port_file)  # atomic: the supervisor polls for the file
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     server.stop(0)
 
