@@ -50,6 +50,9 @@ MODULE = "benchmarks.measure.floors"  # not __name__: that is "__main__" when ru
 # What the lab asks of its paths, relative to the floors measured in the same run.
 HOP_CPU_TARGET = 1.3  # a hop's CPU per call <= 1.3 x the bare transport call's
 PREDICT_VS_NOOP_TARGET = 0.8  # monolith /v1/predict throughput >= 0.8 x its own /healthz
+# One round of an in-process timing (`per_call_us`): long enough to average out a timer tick
+# and a stray interrupt, short enough that five of the slowest model cost about a second.
+ROUND_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -262,10 +265,19 @@ def pinned(cpus: Iterable[int]) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def per_call_us(function: Callable[[], object], repeat: int) -> float:
-    """Microseconds per call of `function`: best of five rounds, the least disturbed estimate."""
-    for _ in range(min(repeat // 10, 200)):
+def per_call_us(function: Callable[[], object], repeat: int, round_s: float = ROUND_S) -> float:
+    """Microseconds per call of `function`: best of five rounds, the least disturbed estimate.
+
+    A round is `repeat` calls, or fewer if they would take longer than `round_s`: the forest's
+    ~6 ms predict gets ~40 calls a round instead of seconds of them, a fast call all of `repeat`.
+    """
+    warm_up = max(1, min(repeat // 10, 200))
+    started = time.perf_counter()
+    for _ in range(warm_up):
         function()
+    warm_up_s = (time.perf_counter() - started) / warm_up
+    if warm_up_s > 0:
+        repeat = max(1, min(repeat, int(round_s / warm_up_s)))
     best = []
     for _ in range(5):
         started = time.perf_counter()

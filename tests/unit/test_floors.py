@@ -4,6 +4,7 @@ and how worker counts from several processes' snapshots merge into one /metrics 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,27 @@ def test_the_monolith_is_held_against_its_own_noop():
     slow = floors.noop_comparison(640.0, 1000.0)
     assert slow["x_noop"] == 0.64 and slow["met"] is False
     assert floors.noop_comparison(None, 1000.0)["met"] is None
+
+
+def test_a_fast_call_is_timed_repeat_times_in_each_of_five_rounds():
+    calls = []
+    floors.per_call_us(lambda: calls.append(1), repeat=400, round_s=60.0)
+    assert len(calls) == 40 + 5 * 400  # a tenth of repeat to warm up, then five full rounds
+
+
+def test_a_slow_call_gets_rounds_of_about_round_s_not_repeat_calls():
+    calls = []
+
+    def at_least_5_ms():
+        calls.append(1)
+        deadline = time.perf_counter() + 0.005
+        while time.perf_counter() < deadline:
+            pass
+
+    per_call = floors.per_call_us(at_least_5_ms, repeat=1000, round_s=0.02)
+    # Each call takes >= 5 ms, so a 20 ms round holds at most 4 of them after 100 to warm up.
+    assert 100 + 5 <= len(calls) <= 100 + 5 * 4
+    assert per_call >= 5000
 
 
 def test_per_worker_counts_from_every_worker_snapshot_appear_as_their_own_series(
