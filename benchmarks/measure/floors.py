@@ -269,7 +269,7 @@ def per_call_us(function: Callable[[], object], repeat: int, round_s: float = RO
     """Microseconds per call of `function`: best of five rounds, the least disturbed estimate.
 
     A round is `repeat` calls, or fewer if they would take longer than `round_s`: the forest's
-    ~6 ms predict gets ~40 calls a round instead of seconds of them, a fast call all of `repeat`.
+    4-6 ms predict gets 30-50 calls a round instead of 300, a fast call all of `repeat`.
     """
     warm_up = max(1, min(repeat // 10, 200))
     started = time.perf_counter()
