@@ -5,9 +5,9 @@ generator's CPUs, and writes what it measured to a JSON file when it stops; `Sam
 
 - Locust with `locustfile.py`, whose recorder keeps each request's start time, exact latency and
   status, the `Server-Timing` headers and Locust's own CPU time. Locust's CSVs (``--csv``) are
-  written beside them for whoever wants Locust's own view. `run_locust`: one run of a fixed
-  length, waited for (a benchmark step); `start_locust` + `LoadRun.stop`: a run the caller ends
-  (load under a timeline of events).
+  written beside them for whoever wants Locust's own view. `run_locust`: one run that measures
+  a fixed length from the moment every user has spawned, waited for (a benchmark step);
+  `start_locust` + `LoadRun.stop`: a run the caller ends (load under a timeline of events).
 - `burst.py`, an open-loop client that sends at a fixed rate whatever the answers: `run_burst`.
 - `measurement_window`: the requests of a paced run once every user has phased in.
 """
@@ -85,10 +85,15 @@ class Samples:
         return len(self.requests) / self.seconds
 
 
+# How long a fixed-length run may take to spawn its users before Locust's own --run-time ends it
+# (then with no measurement, which the step reports as no requests): spawning takes ~0.1 s on a
+# quiet CPU and seconds on a loaded one.
+SPAWN_ALLOWANCE_S = 30.0
+
+
 def locust_argv(url: str, users: int, seconds: float, csv_prefix: Path | None = None) -> list[str]:
-    """A headless Locust of `users` users for whole `seconds`; CSVs at `csv_prefix` if given."""
-    # Locust takes whole seconds only. Users spawn within a tenth of a second (their random
-    # phases spread the load), so the measured part of a short step is not eaten by spawning.
+    """A headless Locust of `users` users for at most `seconds` (rounded up to whole seconds, all
+    Locust takes) from the start of spawning; CSVs at `csv_prefix` if given."""
     argv = [
         sys.executable,
         "-m",
@@ -126,8 +131,10 @@ def locust_env(
     seed: int = 0,
     record_versions: bool = False,
     extra: dict[str, str] | None = None,
+    measure_seconds: float | None = None,
 ) -> dict[str, str]:
-    """The locustfile's settings: pacing (0 = closed loop), where to write, what to send."""
+    """The locustfile's settings: pacing (0 = closed loop), where to write, what to send, and how
+    long to measure once every user has spawned (None: until Locust stops)."""
     env = {
         "LAB_BENCH_USER_RPS": str(user_rps),
         "LAB_BENCH_SAMPLES": str(samples_path),
@@ -136,6 +143,8 @@ def locust_env(
     }
     if record_versions:
         env["LAB_BENCH_RECORD_VERSIONS"] = "1"
+    if measure_seconds is not None:
+        env["LAB_BENCH_MEASURE_S"] = repr(measure_seconds)
     return {**env, **(extra or {})}
 
 
@@ -195,10 +204,14 @@ def start_locust(
     seed: int = 0,
     record_versions: bool = False,
     extra_env: dict[str, str] | None = None,
+    measure_seconds: float | None = None,
 ) -> LoadRun:
-    """Start a headless Locust under `supervisor` (which pins it to the load-generator CPUs)."""
+    """Start a headless Locust under `supervisor` (which pins it to the load-generator CPUs): it
+    runs at most `seconds`, and with `measure_seconds` ends once it has measured that long."""
     argv = locust_argv(url, users, seconds, csv_prefix)
-    env = locust_env(samples_path, records, user_rps, seed, record_versions, extra_env)
+    env = locust_env(
+        samples_path, records, user_rps, seed, record_versions, extra_env, measure_seconds
+    )
     return LoadRun(supervisor, supervisor.start(ProcessSpec(name, argv, env)), samples_path)
 
 
@@ -215,7 +228,8 @@ def run_locust(
     extra_env: dict[str, str] | None = None,
     seed: int = 0,
 ) -> Samples:
-    """One headless Locust run of `seconds`; returns what the locustfile's recorder measured.
+    """One headless Locust run measuring `seconds` from the moment every user has spawned;
+    returns what the locustfile's recorder measured.
 
     `seed` fixes the request sequence. Give every run of one deployment its own: with CACHE_RATE
     the workload's new inputs derive from it, and a cache outliving a step must not find the next
@@ -228,12 +242,13 @@ def run_locust(
         url,
         users,
         user_rps,
-        seconds,
+        seconds + SPAWN_ALLOWANCE_S,
         csv_prefix.with_suffix(".samples.json"),
         records,
         csv_prefix=csv_prefix,
         seed=seed,
         extra_env=extra_env,
+        measure_seconds=seconds,
     )
     return run.wait(stop)
 

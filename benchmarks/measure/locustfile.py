@@ -11,6 +11,11 @@ spawning is recorded with its exact latency (Locust's own percentiles round to w
 milliseconds), status and `Server-Timing` header, together with this process's CPU time, and
 written there when the test stops. Headers are parsed later by the bench, not here: this
 process's CPU is the load generator's budget.
+
+Length: with `LAB_BENCH_MEASURE_S` set, the measurement lasts that long from the moment every user
+has spawned, and then the run quits. Locust's own `--run-time` counts from before spawning, so on a
+busy load-generator CPU spawning ate a short step: a 1 s step recorded 0-5 requests and a made-up
+rate. `--run-time` is then only a cap.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ RECORD_VERSIONS = os.environ.get("LAB_BENCH_RECORD_VERSIONS", "") not in ("", "0
 # repeating earlier inputs; unset: uniformly random held-out birds, as before.
 CACHE_RATE = os.environ.get("LAB_BENCH_CACHE_RATE")
 SEED = int(os.environ.get("LAB_BENCH_SEED", "0"))
+MEASURE_S = float(os.environ.get("LAB_BENCH_MEASURE_S") or 0)
 
 
 def _records() -> list[dict]:
@@ -127,9 +133,28 @@ def _answering_version(response) -> str:
 recorder = Recorder()
 
 
+_environment = None
+
+
+@events.init.add_listener
+def _keep_environment(environment, **_kwargs):
+    global _environment
+    _environment = environment
+
+
+def _end_measurement() -> None:
+    recorder.stop()
+    if _environment is not None and _environment.runner is not None:
+        _environment.runner.quit()  # fires test_stop, where the samples are written
+
+
 @events.spawning_complete.add_listener
 def _measure_from_full_load(user_count, **_kwargs):
+    if recorder.started_at:
+        return  # spawning completes again if the user count changes: the window is already open
     recorder.start()
+    if MEASURE_S > 0:
+        gevent.spawn_later(MEASURE_S, _end_measurement)
 
 
 @events.request.add_listener
