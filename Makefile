@@ -10,7 +10,8 @@ SEED ?= 42
 MODELS ?= models
 PYTEST_ARGS ?=
 # pytest-xdist workers for make test (one per core here); 0 runs the suite in one process. A third
-# worker does not help on 2 cores: the suite is CPU-bound (benches keep CPU 0 ~94% busy).
+# worker does not help on 2 cores: the suite is CPU-bound (with 3, CPU 0, where benches pin their
+# servers, was 94% busy and the run took longer).
 TEST_WORKERS ?= 2
 LOCUST_PORT ?= 8089
 # make bench reads these from the environment: ARCHS, REPS, QUICK, SLO_MS, SUT_CPUS, LOADGEN_CPUS,
