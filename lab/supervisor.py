@@ -5,6 +5,8 @@ architecture starts and stops it the same way. Guarantees:
 - each child gets its own session (a terminal's Ctrl-C reaches only us, and we stop children in
   order) and is told to die with us (PR_SET_PDEATHSIG), so even `kill -9` of the supervisor
   leaves no orphans;
+- a Ctrl-C or SIGTERM that lands while a child is being started is raised once the child is on
+  the list, so the stop that follows stops it too;
 - stop() sends SIGTERM, waits for the grace period, then SIGKILLs the child's whole process group,
   and reaps everything;
 - readiness is polled with a deadline; a child that exits while we wait fails fast with the tail
@@ -22,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +36,7 @@ import psutil
 
 PR_SET_PDEATHSIG = 1
 POLL_INTERVAL_S = 0.05
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StartupError(RuntimeError):
@@ -83,6 +87,33 @@ def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
     return setup
 
 
+@contextlib.contextmanager
+def _stop_signals_deferred():
+    """Hold off SIGINT/SIGTERM handlers while the main thread forks a child and records it.
+
+    A handler raising inside Popen (Ctrl-C is a KeyboardInterrupt; `lab.watchdog` raises its own)
+    would lose the child Popen had just forked: it never returns it, so stop() would never stop
+    it. A signal that arrives meanwhile is raised again once the child is on the list. Masking the
+    signals would not do: any other thread can take one, and Python then runs the handler in the
+    main thread all the same.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs handlers in the main thread only: none can raise here
+        return
+    arrived: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda received, _frame: arrived.append(received))
+        for signum in STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for received in arrived:  # the first whose handler raises ends the loop
+            signal.raise_signal(received)
+
+
 def http_ready(url: str, timeout_s: float = 0.5) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -124,21 +155,22 @@ class Supervisor:
             log_path = self.log_dir / f"{spec.name}.log"
             output = log_path.open("ab")
         try:
-            popen = subprocess.Popen(
-                [*self.argv_prefix, *spec.argv],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT if output else None,
-                pass_fds=spec.pass_fds,
-                start_new_session=True,
-                preexec_fn=_child_setup(self.cpus),
-            )
+            with _stop_signals_deferred():
+                popen = subprocess.Popen(
+                    [*self.argv_prefix, *spec.argv],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT if output else None,
+                    pass_fds=spec.pass_fds,
+                    start_new_session=True,
+                    preexec_fn=_child_setup(self.cpus),
+                )
+                managed = ManagedProcess(spec, popen, log_path)
+                self.processes.append(managed)
         finally:
             if output:
                 output.close()
-        managed = ManagedProcess(spec, popen, log_path)
-        self.processes.append(managed)
         return managed
 
     def wait_ready(self, processes: Sequence[ManagedProcess], timeout_s: float = 60.0) -> None:
