@@ -3,10 +3,17 @@
 `build_app(backend_factory, name, settings)` wires routes, limits, error handling, metrics and the
 `Server-Timing` header around a *backend*: the monolith's runs the stages in process, the gateway's
 calls them over gRPC. Everything a client can observe, except speed, is decided here.
+
+`PredictFastPath` serves the common prediction (POST /v1/predict, a JSON body of a declared
+length) as plain WSGI, ahead of Flask: Flask's request and response objects, URL matching and
+hooks cost about what the pipeline itself does on one row. It runs the same functions as the
+Flask view (`predict_answer`, `shed_problem`, `record_request`, `problem_response`), so its answers,
+errors and headers are the view's; every other request goes to Flask.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -19,7 +26,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from servinglab import config as lab_config
 from servinglab.config import Settings
-from servinglab.contract import STAGES, Backend
+from servinglab.contract import STAGES, Backend, Timing
 from servinglab.problems import PROBLEM_CONTENT_TYPE, Problem
 from servinglab.schema import input_schema
 from servinglab.serving import metrics
@@ -31,11 +38,13 @@ log = logging.getLogger(__name__)
 SETTINGS = "LAB_SETTINGS"
 
 
-def _json(body: Any, status: int = 200, content_type: str = "application/json") -> Response:
+def _encode(body: Any) -> bytes:
     # Compact and unsorted: the predict response is on the hot path and clients don't need pretty.
-    return Response(
-        json.dumps(body, separators=(",", ":")), status=status, content_type=content_type
-    )
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _json(body: Any, status: int = 200, content_type: str = "application/json") -> Response:
+    return Response(_encode(body), status=status, content_type=content_type)
 
 
 def problem_response(problem: Problem) -> Response:
@@ -65,13 +74,32 @@ def _request_body() -> bytes:
     return body
 
 
+PREDICT_PATH = "/v1/predict"
 api = Blueprint("api", __name__)
 # Probes must see the truth about the process, not be shed: a shed liveness probe gets a busy
 # but healthy pod restarted, which removes capacity exactly when it is short.
 UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/readyz/local", "/metrics"})
 
 
-@api.post("/v1/predict")
+def predict_answer(
+    body: bytes, settings: Settings, backend: Backend, started: float
+) -> tuple[dict[str, Any], list[Timing]]:
+    """The answer to a prediction request's body, and its Server-Timing entries."""
+    payload = parse_json(body, settings.max_json_depth)
+    batch = validate_predict_request(
+        payload,
+        settings.max_instances,
+        max_string_chars=settings.max_string_chars,
+        max_key_chars=settings.max_key_chars,
+    )
+    validated = time.perf_counter()
+    outcome = backend.predict(batch)
+    metrics.INSTANCES.inc((), batch.size)
+    timings = [("validate", (validated - started) * 1000.0), *outcome.timings]
+    return {"predictions": outcome.predictions, "model": outcome.model}, timings
+
+
+@api.post(PREDICT_PATH)
 def predict() -> Response:
     started = time.perf_counter()
     if request.mimetype != "application/json":
@@ -81,19 +109,10 @@ def predict() -> Response:
             "Unsupported media type",
             f"Send the body as application/json, not {request.mimetype or 'nothing'}.",
         )
-    settings = current_app.config[SETTINGS]
-    payload = parse_json(_request_body(), settings.max_json_depth)
-    batch = validate_predict_request(
-        payload,
-        settings.max_instances,
-        max_string_chars=settings.max_string_chars,
-        max_key_chars=settings.max_key_chars,
+    answer, g.timings = predict_answer(
+        _request_body(), current_app.config[SETTINGS], _backend(), started
     )
-    validated = time.perf_counter()
-    outcome = _backend().predict(batch)
-    g.timings = [("validate", (validated - started) * 1000.0), *outcome.timings]
-    metrics.INSTANCES.inc((), batch.size)
-    return _json({"predictions": outcome.predictions, "model": outcome.model})
+    return _json(answer)
 
 
 @api.get("/v1/model")
@@ -153,44 +172,65 @@ def _start_timer() -> None:
     g.started = time.perf_counter()
 
 
-def _shed_late_requests() -> None:
-    """Refuse, cheaply, a request that already queued longer than HTTP_MAX_QUEUE_MS (see gunicorn_worker)."""
-    limit_ms = current_app.config[SETTINGS].http_max_queue_ms
-    queued = request.headers.get("X-Lab-Queue-Ms")
-    if not limit_ms or queued is None or request.path in UNSHED_PATHS:
-        return
+def shed_problem(settings: Settings, path: str, queued: str | None) -> Problem | None:
+    """The 503 for a request that already queued longer than HTTP_MAX_QUEUE_MS (see
+    gunicorn_worker), given its `X-Lab-Queue-Ms` header; None if it is to be served."""
+    limit_ms = settings.http_max_queue_ms
+    if not limit_ms or queued is None or path in UNSHED_PATHS:
+        return None
     try:
         waited_ms = float(queued)
     except ValueError:
-        return  # not our worker's stamp (another worker class passes client headers through)
-    if waited_ms > limit_ms:
-        metrics.SHED.inc(("queue-time",))
-        raise Problem(
-            503,
-            "overloaded",
-            "Server overloaded",
-            f"The request waited {waited_ms:.0f} ms for a worker, more than the {limit_ms:g} ms limit; "
-            "retry after the indicated delay.",
-            headers={"Retry-After": "1"},
-        )
+        return None  # not our worker's stamp (another worker class passes client headers through)
+    if not waited_ms > limit_ms:
+        return None
+    metrics.SHED.inc(("queue-time",))
+    return Problem(
+        503,
+        "overloaded",
+        "Server overloaded",
+        f"The request waited {waited_ms:.0f} ms for a worker, more than the {limit_ms:g} ms limit; "
+        "retry after the indicated delay.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _shed_late_requests() -> None:
+    """Refuse, cheaply, a request that queued too long: before its body is even read."""
+    problem = shed_problem(
+        current_app.config[SETTINGS], request.path, request.headers.get("X-Lab-Queue-Ms")
+    )
+    if problem is not None:
+        raise problem
+
+
+def record_request(
+    route: str, method: str, status: int, elapsed_s: float, timings: list[Timing] | None
+) -> str | None:
+    """Count a finished request in the metrics; its Server-Timing header if it has timings."""
+    metrics.REQUESTS.inc((route, method, str(status)))
+    metrics.REQUEST_SECONDS.observe((route,), elapsed_s)
+    if not timings:
+        return None
+    for name, ms, *_ in timings:
+        metrics.STAGE_SECONDS.observe((name,), ms / 1000.0)
+    # desc before dur, so a reader splitting on ";dur=" still finds the number last.
+    parts = [
+        f'{name};desc="{desc[0]}";dur={ms:.3f}' if desc else f"{name};dur={ms:.3f}"
+        for name, ms, *desc in timings
+    ]
+    parts.append(f"total;dur={elapsed_s * 1000.0:.3f}")
+    return ", ".join(parts)
 
 
 def _finish(response: Response) -> Response:
     route = request.url_rule.rule if request.url_rule else "unmatched"
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    timings = g.get("timings")
-    if timings:
-        for name, ms, *_ in timings:
-            metrics.STAGE_SECONDS.observe((name,), ms / 1000.0)
-        # desc before dur, so a reader splitting on ";dur=" still finds the number last.
-        parts = [
-            f'{name};desc="{desc[0]}";dur={ms:.3f}' if desc else f"{name};dur={ms:.3f}"
-            for name, ms, *desc in timings
-        ]
-        parts.append(f"total;dur={elapsed * 1000.0:.3f}")
-        response.headers["Server-Timing"] = ", ".join(parts)
-    metrics.REQUESTS.inc((route, request.method, str(response.status_code)))
-    metrics.REQUEST_SECONDS.observe((route,), elapsed)
+    server_timing = record_request(
+        route, request.method, response.status_code, elapsed, g.get("timings")
+    )
+    if server_timing is not None:
+        response.headers["Server-Timing"] = server_timing
     return response
 
 
@@ -211,17 +251,85 @@ def _http_error_handler(error: HTTPException) -> Response:
     return response
 
 
-def _unexpected_handler(error: Exception) -> Response:
-    # Log the traceback for operators; never send it to clients.
-    log.exception("unhandled error on %s %s", request.method, request.path)
-    return problem_response(
-        Problem(
-            500,
-            "internal-error",
-            "Internal server error",
-            "The server failed to handle this request; the error was logged.",
-        )
+def internal_error(method: str, path: str) -> Problem:
+    """Log the exception being handled, with its traceback, for operators; the 500 clients get
+    (never the traceback)."""
+    log.exception("unhandled error on %s %s", method, path)
+    return Problem(
+        500,
+        "internal-error",
+        "Internal server error",
+        "The server failed to handle this request; the error was logged.",
     )
+
+
+def _unexpected_handler(error: Exception) -> Response:
+    return problem_response(internal_error(request.method, request.path))
+
+
+class PredictFastPath:
+    """WSGI middleware: POST /v1/predict with a JSON body of a declared length, without Flask.
+
+    Anything else (another route or method, a content type with parameters, a chunked or
+    over-limit body, a client that sent less than it declared) goes on to Flask, whose view and
+    handlers give the same answers the long way. Measured in process on one row: /healthz
+    through Flask ~170 us, the same response as bare WSGI ~2 us; the pipeline itself ~125 us.
+    """
+
+    def __init__(
+        self, flask_app: Callable, settings: Settings, backend: Callable[[], Backend]
+    ) -> None:
+        self.flask_app = flask_app
+        self.settings = settings
+        self.backend = backend
+
+    def _declared_length(self, environ: dict[str, Any]) -> int | None:
+        """The body length of a request this path serves; None to leave it to Flask."""
+        if (
+            environ.get("PATH_INFO") != PREDICT_PATH
+            or environ.get("REQUEST_METHOD") != "POST"
+            or environ.get("CONTENT_TYPE") != "application/json"
+        ):
+            return None
+        declared = environ.get("CONTENT_LENGTH", "")
+        if not (declared.isascii() and declared.isdigit()):
+            return None
+        length = int(declared)
+        return length if length <= self.settings.max_content_length else None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        length = self._declared_length(environ)
+        if length is None:
+            return self.flask_app(environ, start_response)
+        started = time.perf_counter()
+        timings = None
+        try:
+            problem = shed_problem(self.settings, PREDICT_PATH, environ.get("HTTP_X_LAB_QUEUE_MS"))
+            if problem is not None:
+                raise problem
+            body = environ["wsgi.input"].read(length)
+            if len(body) < length:  # the client went away: Werkzeug's answer, from Flask
+                environ["wsgi.input"] = io.BytesIO(body)
+                return self.flask_app(environ, start_response)
+            answer, timings = predict_answer(body, self.settings, self.backend(), started)
+        except Problem as problem:
+            response = problem_response(problem)
+        except Exception:
+            response = problem_response(internal_error("POST", PREDICT_PATH))
+        else:
+            data = _encode(answer)
+            server_timing = record_request(
+                PREDICT_PATH, "POST", 200, time.perf_counter() - started, timings
+            )
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+            if server_timing is not None:
+                headers.append(("Server-Timing", server_timing))
+            start_response("200 OK", headers)
+            return [data]
+        record_request(
+            PREDICT_PATH, "POST", response.status_code, time.perf_counter() - started, None
+        )
+        return response(environ, start_response)
 
 
 def build_app(
@@ -260,4 +368,5 @@ def build_app(
     app.register_error_handler(Problem, _problem_handler)
     app.register_error_handler(HTTPException, _http_error_handler)
     app.register_error_handler(Exception, _unexpected_handler)
+    app.wsgi_app = PredictFastPath(app.wsgi_app, settings, get_backend)  # type: ignore[method-assign]
     return app

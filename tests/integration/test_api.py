@@ -61,6 +61,38 @@ def test_server_timing_names_every_stage(deployment, http, held_out):
     assert durations["total"] >= durations["pre"] + durations["infer"] + durations["post"]
 
 
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b"", 400),
+        (b"{", 400),
+        (b'{"instances": []}', 422),
+        (b'{"instances": [{"island": "Atlantis"}]}', 422),
+        (None, 200),  # one held-out row
+    ],
+    ids=["empty", "not-json", "no-instances", "invalid-instance", "one-row"],
+)
+def test_the_predict_fast_path_answers_as_flask_does(deployment, http, held_out, body, status):
+    """`application/json` takes the API's fast path, a charset parameter Flask's view."""
+    body = json.dumps({"instances": held_out[:1]}).encode() if body is None else body
+    answers = []
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        response = http.post(
+            deployment.url + "/v1/predict", data=body, headers={"Content-Type": content_type}
+        )
+        timings = servertiming.parse(response.headers.get("Server-Timing", ""))
+        answers.append(
+            (
+                response.status_code,
+                response.content,
+                response.headers["Content-Type"],
+                [name for name, _ in timings],
+            )
+        )
+    assert answers[0] == answers[1]
+    assert answers[0][0] == status
+
+
 def test_model_endpoint_publishes_metadata_schema_and_limits(deployment, http, artifact):
     body = http.get(deployment.url + "/v1/model").json()
     assert body["version"] == artifact.metadata["version"]
