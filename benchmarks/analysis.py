@@ -59,6 +59,8 @@ SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 PRICES_PATH = Path(__file__).with_name("prices.json")
 
 MIN_ACHIEVED_FRACTION = 0.95
+# The fewest answered requests whose nearest-rank p99 is not simply the slowest one.
+MIN_P99_SAMPLES = 100
 MAX_ERROR_RATE = 0.001
 LOADGEN_BOUND_CPU_PERCENT = 85.0
 
@@ -98,6 +100,12 @@ def beyond_capacity_reasons(level: Mapping[str, Any], slo_p99_ms: float) -> list
     if level["error_rate"] > MAX_ERROR_RATE:
         reasons.append(f"error rate {level['error_rate']:.2%} > {MAX_ERROR_RATE:.1%}")
     return reasons
+
+
+def p99_is_the_slowest_request(level: Mapping[str, Any]) -> bool:
+    """Whether a level answered too few requests for a p99: with under `MIN_P99_SAMPLES`, the
+    nearest-rank p99 is the slowest request, so one slow request decides the level."""
+    return 0 < level["requests"] - level["failures"] < MIN_P99_SAMPLES
 
 
 def level_within_slo(level: Mapping[str, Any], slo_p99_ms: float) -> bool:

@@ -69,6 +69,20 @@ def _loadgen_bound_levels(results: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def _few_request_levels(results: Mapping[str, Any]) -> list[str]:
+    """Per architecture, the steps whose p99 is their slowest request, as "name: steps ..."."""
+    found = []
+    for name, arch in results["architectures"].items():
+        steps = [
+            f"{level['repetition']}.{level['step']}"
+            for level in arch["levels"]
+            if analysis.p99_is_the_slowest_request(level)
+        ]
+        if steps:
+            found.append(f"{name} {len(steps)} of {len(arch['levels'])} (steps {', '.join(steps)})")
+    return found
+
+
 def _budget_sentence(run: Mapping[str, Any]) -> str:
     budget = run["cpu_budget"]
     sentence = (
@@ -105,6 +119,13 @@ def caveats(results: Mapping[str, Any]) -> list[str]:
     else:
         items.append(
             f"No step was loadgen-bound: the load generator stayed below {threshold} of a core."
+        )
+    few = _few_request_levels(results)
+    if few:
+        items.append(
+            f"Steps that answered fewer than {analysis.MIN_P99_SAMPLES} requests, so their p99 "
+            f"is their slowest request and one slow request decides them (repetition.step): "
+            f"{'; '.join(few)}. Longer steps (STEP_SECONDS) give them a real p99."
         )
     for name, arch in results["architectures"].items():
         values = arch["capacity_spread"]["values"]

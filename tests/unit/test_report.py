@@ -549,3 +549,20 @@ def test_defaults_and_old_results_have_no_knob_section(results):
     results["run"]["knobs"] = knobs.record(knobs.defaults())
     markdown = report.render_markdown(results)
     assert "## What this run varies" not in markdown and "Knob (make variable)" in markdown
+
+
+def test_steps_too_short_for_a_p99_are_named_in_the_caveats(results):
+    assert "so their p99 is their slowest request" not in report.render_markdown(results)
+    levels = results["architectures"]["microservices"]["levels"]
+    levels[1].update(requests=60, failures=0)  # 60 answers: the p99 is the slowest of them
+    levels[2].update(requests=140, failures=50)  # 90 answered, 50 failed
+    markdown = report.render_markdown(results)
+    assert (
+        "fewer than 100 requests, so their p99 is their slowest request and one slow request "
+        f"decides them (repetition.step): microservices 2 of {len(levels)} "
+        f"(steps {levels[1]['repetition']}.{levels[1]['step']}, "
+        f"{levels[2]['repetition']}.{levels[2]['step']})" in markdown
+    )
+    assert analysis.p99_is_the_slowest_request({"requests": 99, "failures": 0})
+    assert not analysis.p99_is_the_slowest_request({"requests": 100, "failures": 0})
+    assert not analysis.p99_is_the_slowest_request({"requests": 5, "failures": 5})  # no p99 at all
