@@ -104,6 +104,12 @@ class SteadyLoad:
 
 # Model rollouts under load (tests of the monolith and of the orchestrated and chained topologies).
 
+# A rollout test asks whether the restart lost or mixed anything. On CPUs that other work keeps busy
+# (a parallel test run), a request can wait longer than HTTP_MAX_QUEUE_MS for a worker and be shed
+# with a 503 "overloaded", as designed (tests of shedding check that): load, not the rollout. So
+# rollouts run without shedding: a request waits for its worker instead.
+WITHOUT_SHEDDING = {"HTTP_MAX_QUEUE_MS": 0}
+
 
 def version_references(models_dir, versions, instances):
     """What each version answers for each instance, computed in process by the shared pipeline."""
@@ -116,9 +122,24 @@ def version_references(models_dir, versions, instances):
     return expected
 
 
+def describe_answers(load: SteadyLoad, answers: list[Answer], shown: int = 5) -> str:
+    """The first few answers, when each started after the load's first and what came back."""
+    first = load.answers[0].started if load.answers else 0.0
+    lines = [
+        f"{len(answers)} of {len(load.answers)} answers were not a 200; the first {shown}:",
+        *(
+            f"  at {answer.started - first:.3f} s: status {answer.status} after "
+            f"{answer.latency_s * 1e3:.0f} ms: {answer.body}"
+            for answer in answers[:shown]
+        ),
+    ]
+    return "\n".join(lines)
+
+
 def assert_each_answer_is_one_version(load: SteadyLoad, expected, versions):
     """Every answer a 200, every version seen, each equal to the pipeline of the version it names."""
-    assert {a.status for a in load.answers} == {200}
+    refused = [answer for answer in load.answers if answer.status != 200]
+    assert not refused, describe_answers(load, refused)
     seen = {a.body["model"]["version"] for a in load.answers}
     assert seen == set(versions), f"versions seen: {seen}"
     for answer in load.answers:

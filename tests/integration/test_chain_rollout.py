@@ -13,7 +13,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from steady_load import SteadyLoad, assert_each_answer_is_one_version, version_references
+from steady_load import (
+    WITHOUT_SHEDDING,
+    SteadyLoad,
+    assert_each_answer_is_one_version,
+    version_references,
+)
 
 from lab.launch import launch
 from servinglab.model.artifact import set_current
@@ -33,7 +38,12 @@ def test_chained_rollout_with_replicas_never_mixes_versions(two_versions, held_o
     with (
         launch(
             "chained",
-            settings={"MODEL_DIR": root, "HTTP_WORKERS": 2, "REQUEST_BUDGET_MS": 1000},
+            settings={
+                "MODEL_DIR": root,
+                "HTTP_WORKERS": 2,
+                "REQUEST_BUDGET_MS": 1000,
+                **WITHOUT_SHEDDING,
+            },
             replicas={"inference": 2, "preprocess": 2},
             log_dir=tmp_path,
         ) as deployment,

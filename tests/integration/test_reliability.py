@@ -13,7 +13,12 @@ import psutil
 import pytest
 import requests
 from helpers import wait_until
-from steady_load import SteadyLoad, assert_each_answer_is_one_version, version_references
+from steady_load import (
+    WITHOUT_SHEDDING,
+    SteadyLoad,
+    assert_each_answer_is_one_version,
+    version_references,
+)
 
 from lab.launch import launch
 from servinglab.model.artifact import set_current
@@ -89,7 +94,7 @@ def test_model_rollout_never_mixes_versions_in_microservices(two_versions, held_
     with (
         launch(
             "microservices",
-            settings=_settings(root),
+            settings=_settings(root, **WITHOUT_SHEDDING),
             replicas={"inference": 2, "preprocess": 2},
             log_dir=tmp_path,
         ) as deployment,
@@ -119,7 +124,9 @@ def test_model_rollout_in_the_monolith_by_rolling_reload(two_versions, held_out,
     instances = held_out[:40]
     expected = version_references(root, (v1, v2), instances)
     set_current(root / "linear", v1)
-    with launch("monolith", settings=_settings(root), log_dir=tmp_path) as deployment:
+    with launch(
+        "monolith", settings=_settings(root, **WITHOUT_SHEDDING), log_dir=tmp_path
+    ) as deployment:
         old_workers = deployment.entry_workers()
         with SteadyLoad(deployment.url, instances) as load:
             load.wait_for_more(20)
