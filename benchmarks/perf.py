@@ -4,7 +4,8 @@
    `ServingPipeline.predict` of one record: the pipeline floor);
 2. the floors (`benchmarks.measure.floors`): a bare grpcio echo on the stage CPUs (the transport
    floor) and `/healthz` on each architecture's gunicorn (the HTTP noop), with CPU per call;
-3. monolith `/v1/predict` (one row) requests/s relative to its own `/healthz`;
+3. monolith `/v1/predict` (one row) requests/s relative to its own `/healthz` (which goes through
+   Flask, where the common prediction takes the API's WSGI fast path);
 4. microservices: each hop's CPU per call (its stage server's CPU less the stage's own compute,
    plus the gateway's client-side share) and transport latency at p50, as multiples of the
    transport floor; microservices requests/s relative to the monolith is shown, with no target;

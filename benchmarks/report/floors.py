@@ -240,7 +240,9 @@ def floor_blocks(results: Mapping[str, Any]) -> list[Block]:
                 "Server CPU per call = the stage server's CPU over the run ÷ the requests served "
                 "(the warm-up probe included). The client share is the gateway's CPU per request "
                 "less what the monolith spends outside its pipeline, split over the hops; latency "
-                "is the hop's median under load (Server-Timing) over the echo's unloaded p50.",
+                "is the hop's median under load (Server-Timing) over the echo's unloaded p50. "
+                "`/healthz` goes through Flask; the common `/v1/predict` does not (the API's WSGI "
+                "fast path), so it can outrun the noop.",
                 style="note",
             ),
         ]
